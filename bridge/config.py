@@ -1,0 +1,115 @@
+"""Settings: every environment variable the project reads, read here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ValidationError
+
+DEFAULT_TIER_LIMITS: dict[str, str] = {
+    "free": "100/minute;1000/hour;10000/day",
+    "pro": "1000/minute",
+    "enterprise": "10000/minute",
+}
+ANONYMOUS_LIMIT = "100/minute;1000/hour;10000/day"
+
+
+def default_home() -> Path:
+    """The per-user data directory (BRIDGE_HOME overrides it)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("compute-bridge", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one service instance; defaults work with no configuration at all."""
+
+    home: Path = field(default_factory=default_home)
+    host: str = "127.0.0.1"
+    port: int = 5000
+    database_url: str = ""
+    ratelimit_storage_uri: str = "memory://"
+    cache_storage_uri: str = "simple://"
+    tier_limits: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
+    anonymous_limit: str = ANONYMOUS_LIMIT
+    ratelimit_enabled: bool = True
+    max_body_bytes: int = 4 * 1024 * 1024
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    default_model: str = "smollm2-135m-instruct"
+    keep_alive: int = 300
+    cache_ttl: int = 3600
+    log_level: str = "INFO"
+    tls_cert: str = ""
+    tls_key: str = ""
+    cors_origins: str = ""
+    proxy_fix: int = 0
+    secret_key: str = ""
+    prepare_model: bool = True
+    model_budget_bytes: int = 0
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'bridge.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced (None values are ignored)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValidationError(f"Unknown setting(s): {', '.join(sorted(unknown))}")
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "home" in clean:
+            clean["home"] = Path(clean["home"]).expanduser()
+        return replace(self, **clean)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read BRIDGE_* variables (and DATABASE_URL), then apply explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"BRIDGE_{f.name.upper()}")
+            if raw is None or f.name == "tier_limits":
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        if "database_url" not in values and env.get("DATABASE_URL"):
+            values["database_url"] = env["DATABASE_URL"]
+        tiers = dict(DEFAULT_TIER_LIMITS)
+        for tier in tiers:
+            raw = env.get(f"BRIDGE_LIMIT_{tier.upper()}")
+            if raw:
+                tiers[tier] = raw
+        values["tier_limits"] = tiers
+        return cls().with_overrides(**values).with_overrides(**overrides)
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "bool":
+            if raw.strip().lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if kind == "Path":
+            return Path(raw).expanduser()
+    except ValueError as exc:
+        raise ValidationError(
+            f"BRIDGE_{name.upper()}={raw!r} is not a valid {kind}", details={"setting": name}
+        ) from exc
+    return raw

@@ -1,0 +1,105 @@
+"""Request and event types shared by every backend, the router and the wire format.
+
+A backend turns one ``GenerateRequest`` into a stream of events: zero or more
+``Token`` events, then exactly one ``Done``. A non-streaming answer is the joined
+stream (``collect``), never a second code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One generation: a plain prompt, or chat messages rendered with the model's template."""
+
+    model: str
+    prompt: str = ""
+    messages: tuple[Message, ...] = ()
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    # Text already produced by another backend: continue after it (failover prefill).
+    prefill: str = ""
+    chat: bool = True
+
+    @property
+    def deterministic(self) -> bool:
+        return self.temperature == 0 or self.seed is not None
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class BackendSwitched:
+    from_backend: str
+    to_backend: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done:
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"  # "stop" | "length"
+    backend: str = ""
+    truncated_prompt: bool = False
+
+
+Event = Token | BackendSwitched | Done
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that can answer a ``GenerateRequest``: local model, remote worker, OpenAI server."""
+
+    name: str
+
+    def ready(self) -> bool: ...
+
+    def generate(self, request: GenerateRequest) -> Iterator[Event]: ...
+
+
+@dataclass
+class Completion:
+    """A joined stream."""
+
+    text: str
+    done: Done
+    events: list[Event] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "backend": self.done.backend}
+
+
+def collect(events: Iterable[Event]) -> Completion:
+    """Join a stream of events into one answer."""
+    parts: list[str] = []
+    seen: list[Event] = []
+    done: Done | None = None
+    for event in events:
+        seen.append(event)
+        if isinstance(event, Token):
+            parts.append(event.text)
+        elif isinstance(event, Done):
+            done = event
+    if done is None:
+        from bridge.errors import BackendUnavailable
+
+        raise BackendUnavailable("The backend ended its answer without finishing it")
+    return Completion(text="".join(parts), done=done, events=seen)

@@ -1,0 +1,76 @@
+"""Rate limits per tier with Flask-Limiter: keyed by user (JWT or API key) or by address."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_limiter import Limiter, RequestLimit
+
+from bridge.config import Settings
+from bridge.errors import RateLimitExceeded
+from local_api.errors import error_response
+from local_api.identity import Identity, quiet_identity
+from local_api.timeutil import duration
+
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class TierLimits:
+    """Which limit string applies to whom."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def limit_for(self, who: Identity | None) -> str:
+        if who is None:
+            return self.settings.anonymous_limit
+        if who.rate_limit:
+            return who.rate_limit
+        tiers = self.settings.tier_limits
+        return tiers.get(who.tier, tiers["free"])
+
+    def describe(self, who: Identity | None) -> dict[str, Any]:
+        return {"tier": who.tier if who else "anonymous", "limits": self.limit_for(who)}
+
+
+def _key() -> str:
+    who = quiet_identity()
+    return f"user:{who.user_id}" if who else f"addr:{request.remote_addr}"
+
+
+def _breached(limit: RequestLimit) -> Response:
+    reset_in = max(1, int(limit.reset_at - time.time()))
+    return error_response(
+        RateLimitExceeded(
+            details={
+                "limit": limit.limit.amount,
+                "window": str(limit.limit),
+                "reset_in": duration(reset_in),
+                "retry_after": reset_in,
+            },
+            headers={"Retry-After": str(reset_in)},
+        )
+    )
+
+
+def init_app(app: Flask) -> None:
+    settings: Settings = app.config["SETTINGS"]
+    tiers = TierLimits(settings)
+    limiter = Limiter(
+        key_func=_key,
+        application_limits=[lambda: tiers.limit_for(quiet_identity())],
+        application_limits_exempt_when=lambda: (
+            request.path in EXEMPT_PATHS or request.method == "OPTIONS"
+        ),
+        storage_uri=settings.ratelimit_storage_uri,
+        headers_enabled=True,
+        retry_after="delta-seconds",
+        strategy="moving-window",
+        on_breach=_breached,
+        enabled=settings.ratelimit_enabled,
+        key_prefix="bridge",
+    )
+    limiter.init_app(app)
+    app.extensions["bridge_limits"] = tiers

@@ -1,0 +1,83 @@
+"""Request bodies: parsed once, checked against a JSON Schema that also feeds the OpenAPI doc."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+from jsonschema import Draft202012Validator
+from jsonschema import ValidationError as SchemaError
+
+from bridge.errors import ValidationError
+
+_validators: dict[int, Draft202012Validator] = {}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    """A closed JSON object schema (unknown fields are refused)."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(required),
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def json_body(schema: dict[str, Any] | None = None, *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object, validated; ValidationError names the offending field."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if optional:
+            data: Any = {}
+        else:
+            raise ValidationError("Request body is empty; a JSON object is required")
+    else:
+        data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise ValidationError("Request body must be a JSON object")
+    if schema is not None:
+        check(data, schema)
+    return data
+
+
+MAX_DEPTH = 32
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Decode JSON text; malformed, non-UTF-8 or over-deep documents are a ValidationError."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ValidationError("Request body is not valid JSON") from None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValidationError(f"JSON is nested deeper than {MAX_DEPTH} levels")
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return data
+
+
+def check(data: Any, schema: dict[str, Any]) -> None:
+    """Validate ``data`` against ``schema``; the first error becomes a ValidationError."""
+    validator = _validators.get(id(schema))
+    if validator is None:
+        validator = _validators[id(schema)] = Draft202012Validator(schema)
+    error: SchemaError | None = next(iter(validator.iter_errors(data)), None)
+    if error is None:
+        return
+    field = ".".join(str(p) for p in error.absolute_path)
+    message = error.message
+    if error.validator == "additionalProperties":
+        message = f"Unknown field(s): {message.split('(')[-1].rstrip(')')}"
+    if len(message) > 300:
+        message = message[:300] + "…"
+    raise ValidationError(
+        f"{field}: {message}" if field else message,
+        details={"field": field or None, "rule": str(error.validator)},
+    )
