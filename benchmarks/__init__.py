@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs every `bench_*` module here and prints its ratios."""
