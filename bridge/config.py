@@ -52,6 +52,8 @@ class Settings:
     secret_key: str = ""
     prepare_model: bool = True
     model_budget_bytes: int = 0
+    models_home: str = ""
+    max_tokens_limit: int = 4096
 
     @property
     def db_url(self) -> str:
@@ -59,7 +61,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return Path(self.models_home).expanduser() if self.models_home else self.home / "models"
 
     @property
     def backups_dir(self) -> Path:

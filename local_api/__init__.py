@@ -21,18 +21,30 @@ def _mount(app: Flask, blueprint: Blueprint) -> None:
 
 
 def create_app(config: dict[str, Any] | Settings | None = None, **collaborators: Any) -> Flask:
-    """Build the app; ``config`` is a Settings or a dict of overrides on the environment."""
+    """Build the app; ``config`` is a Settings or a dict of overrides on the environment.
+
+    Collaborators (all optional): ``router`` (bridge.router.Router), ``local`` (the local
+    backend), ``store`` (bridge.model_store.ModelStore). Missing ones are built from settings.
+    """
     from local_api import (
         api_keys,
         audit,
         auth,
+        compute,
+        conversations,
         db,
         errors,
+        events,
+        generation,
         health,
         identity,
         limits,
+        models,
         openapi,
+        response_cache,
+        system,
         users,
+        ws,
     )
 
     if isinstance(config, Settings):
@@ -48,10 +60,26 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
 
     errors.init_app(app)
     db.init_app(app)
+    events.init_app(app)
     identity.init_app(app)
     limits.init_app(app)
-    for blueprint in (auth.bp, api_keys.bp, users.bp, audit.bp):
-        _mount(app, blueprint)
+    compute.init_app(app, collaborators)
+    response_cache.init_app(app)
+    resources = (auth, api_keys, users, audit, models, generation, conversations, system)
+    for module in resources:
+        _mount(app, module.bp)
+    ws.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     return app
+
+
+def shutdown(app: Flask) -> None:
+    """Stop what create_app started: router probes, idle timers, database connections."""
+    compute = app.extensions.get("compute")
+    if compute is not None:
+        compute.router.close()
+        closer = getattr(compute.local, "close", None)
+        if closer is not None and app.extensions["collaborators"].get("local") is None:
+            closer()
+    app.extensions["db"].dispose()

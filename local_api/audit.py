@@ -13,6 +13,7 @@ from local_api.docs import spec
 from local_api.errors import request_id
 from local_api.identity import admin_required
 from local_api.timeutil import iso, utcnow
+from local_api.validation import int_arg
 
 bp = Blueprint("audit", __name__)
 
@@ -45,15 +46,15 @@ def record(
 @spec("List security events (admin)", auth="admin", query=("limit", "offset", "event", "user_id"))
 @admin_required
 def list_events() -> dict[str, Any]:
-    limit = _int_arg("limit", 100, 1, 1000)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    limit = int_arg("limit", 100, 1, 1000)
+    offset = int_arg("offset", 0, 0, 10**9)
     table = schema.audit_log
     query = select(table).order_by(table.c.id.desc())
     count = select(func.count()).select_from(table)
     if event := request.args.get("event"):
         query, count = query.where(table.c.event == event), count.where(table.c.event == event)
     if "user_id" in request.args:
-        uid = _int_arg("user_id", 0, 0, 2**62)
+        uid = int_arg("user_id", 0, 0, 2**62)
         query, count = query.where(table.c.user_id == uid), count.where(table.c.user_id == uid)
     with engine().connect() as conn:
         rows = conn.execute(query.limit(limit).offset(offset)).mappings().all()
@@ -72,18 +73,3 @@ def list_events() -> dict[str, Any]:
         for r in rows
     ]
     return {"events": events, "total": total, "limit": limit, "offset": offset}
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    from bridge.errors import ValidationError
-
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer", details={"field": name}) from None
-    if not low <= value <= high:
-        raise ValidationError(f"{name} must be between {low} and {high}", details={"field": name})
-    return value

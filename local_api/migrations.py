@@ -31,6 +31,8 @@ MIGRATIONS: list[Migration] = [
             schema.audit_log,
         ),
     ),
+    (2, "conversations and messages", _create(schema.conversations, schema.messages)),
+    (3, "model download jobs", _create(schema.download_jobs)),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

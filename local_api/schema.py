@@ -79,6 +79,55 @@ audit_log = Table(
     Index("ix_audit_at", "at"),
 )
 
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_conversations_user", "user_id", "updated_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "conversation_id",
+        String(40),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("backend", String(128)),
+    Column("tokens", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+download_jobs = Table(
+    "download_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model_id", String(128), nullable=False, index=True),
+    Column("source", String(32), nullable=False),  # registry | url | path
+    Column("location", Text, nullable=False),  # repo id, URL or local path
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL")),
+    Column("status", String(16), nullable=False),  # queued|downloading|completed|failed|cancelled
+    Column("bytes_done", Integer, nullable=False, default=0),
+    Column("bytes_total", Integer),
+    Column("speed_bps", Integer),
+    Column("sha256", String(64)),
+    Column("error_type", String(32)),
+    Column("error_message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,

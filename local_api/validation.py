@@ -81,3 +81,17 @@ def check(data: Any, schema: dict[str, Any]) -> None:
         f"{field}: {message}" if field else message,
         details={"field": field or None, "rule": str(error.validator)},
     )
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer", details={"field": name}) from None
+    if not low <= value <= high:
+        raise ValidationError(f"{name} must be between {low} and {high}", details={"field": name})
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from local_api import create_app
+from local_api import create_app, shutdown
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["tests.fixtures_model"]
 
 
 @pytest.fixture
@@ -33,7 +33,22 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
     application = create_app(app_config)
     application.config["TESTING"] = True
     yield application
-    application.extensions["db"].dispose()
+    shutdown(application)
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., Flask]]:
+    """Build extra apps inside a test; each is shut down (threads, connections) at the end."""
+    made: list[Flask] = []
+
+    def build(config: dict[str, Any] | None = None, **collaborators: Any) -> Flask:
+        application = create_app({"prepare_model": False, **(config or {})}, **collaborators)
+        made.append(application)
+        return application
+
+    yield build
+    for application in made:
+        shutdown(application)
 
 
 @pytest.fixture

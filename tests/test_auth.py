@@ -179,10 +179,9 @@ def test_tampered_token_is_refused(client: FlaskClient, auth: Auth) -> None:
     assert response.status_code == 401
 
 
-def test_expired_token_is_refused(home) -> None:  # type: ignore[no-untyped-def]
-    from local_api import create_app
+def test_expired_token_is_refused(home, make_app) -> None:  # type: ignore[no-untyped-def]
 
-    app = create_app({"home": home, "access_token_ttl": 1})
+    app = make_app({"home": home, "access_token_ttl": 1})
     client = app.test_client()
     Auth(client).register()
     token = Auth(client).login()["access_token"]
@@ -190,7 +189,6 @@ def test_expired_token_is_refused(home) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/api/v1/user/profile", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert response.get_json()["error"]["message"] == "Token has expired"
-    app.extensions["db"].dispose()
 
 
 def test_jwt_secret_is_generated_and_private(app, home) -> None:  # type: ignore[no-untyped-def]
@@ -201,16 +199,13 @@ def test_jwt_secret_is_generated_and_private(app, home) -> None:  # type: ignore
     assert app.config["JWT_SECRET_KEY"] == secret.read_text()
 
 
-def test_tokens_survive_a_restart_with_the_same_home(home) -> None:  # type: ignore[no-untyped-def]
-    from local_api import create_app
+def test_tokens_survive_a_restart_with_the_same_home(home, make_app) -> None:  # type: ignore[no-untyped-def]
 
-    first = create_app({"home": home})
+    first = make_app({"home": home})
     Auth(first.test_client()).register()
     token = Auth(first.test_client()).login()["access_token"]
-    first.extensions["db"].dispose()
-    second = create_app({"home": home})
+    second = make_app({"home": home})
     response = second.test_client().get(
         "/api/v1/user/profile", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200
-    second.extensions["db"].dispose()

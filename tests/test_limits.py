@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from flask import Flask
 from flask.testing import FlaskClient
 
-from local_api import create_app
 from tests.conftest import Auth, LiveServer
 
 
-def make(home: Path, **limits: str) -> FlaskClient:
+def make(make_app: Callable[..., Flask], home: Path, **limits: str) -> FlaskClient:
     config = {
         "home": home,
         "anonymous_limit": "3/minute",
         "tier_limits": {"free": "4/minute", "pro": "6/minute", "enterprise": "8/minute"},
     }
     config.update(limits)
-    return create_app(config).test_client()
+    return make_app(config).test_client()
 
 
 def test_headers_on_every_response(client: FlaskClient) -> None:
@@ -29,8 +30,8 @@ def test_headers_on_every_response(client: FlaskClient) -> None:
     assert "Retry-After" not in response.headers
 
 
-def test_anonymous_limit_by_address(home: Path) -> None:
-    client = make(home)
+def test_anonymous_limit_by_address(home: Path, make_app: Callable[..., Flask]) -> None:
+    client = make(make_app, home)
     codes = [client.get("/api/auth/session").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     response = client.get("/api/auth/session")
@@ -45,8 +46,8 @@ def test_anonymous_limit_by_address(home: Path) -> None:
     assert other.status_code == 200
 
 
-def test_limits_follow_the_user_tier(home: Path) -> None:
-    client = make(home, anonymous_limit="1000/minute")
+def test_limits_follow_the_user_tier(home: Path, make_app: Callable[..., Flask]) -> None:
+    client = make(make_app, home, anonymous_limit="1000/minute")
     auth = Auth(client)
     admin = auth.headers("root")
     bob = auth.headers("bob")
@@ -65,13 +66,13 @@ def test_limits_follow_the_user_tier(home: Path) -> None:
     assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "50"
 
 
-def test_health_is_not_limited(home: Path) -> None:
-    client = make(home, anonymous_limit="1/minute")
+def test_health_is_not_limited(home: Path, make_app: Callable[..., Flask]) -> None:
+    client = make(make_app, home, anonymous_limit="1/minute")
     assert all(client.get("/healthz").status_code == 200 for _ in range(5))
 
 
-def test_limit_over_real_http(home: Path) -> None:
-    app = create_app({"home": home, "anonymous_limit": "2/minute"})
+def test_limit_over_real_http(home: Path, make_app: Callable[..., Flask]) -> None:
+    app = make_app({"home": home, "anonymous_limit": "2/minute"})
     with LiveServer(app) as server, httpx.Client(base_url=server.url) as http:
         answers = [http.get("/api/v1/auth/session") for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]

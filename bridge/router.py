@@ -1,0 +1,298 @@
+"""Router: the one place that decides which backend answers a request.
+
+Rules, in order: a healthy remote worker whose circuit is not open and that has the model
+(an empty model list means "any"), least outstanding requests first; else the local backend.
+A worker that fails before its first token is retried locally (only ``Done.backend`` shows
+it); one that dies mid-stream is followed by a ``BackendSwitched`` event and the local
+backend continues from the text already sent (``prefill``).
+
+Circuit breaker per worker: ``failure_threshold`` consecutive failures (requests that could
+not be served, or failed probes) open it; after ``cooldown`` seconds it is half-open and one
+trial (a request or a probe) may pass; a success closes it, a failure opens it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bridge.errors import BackendUnavailable, BridgeError, Conflict, NotFound
+from bridge.types import Backend, BackendSwitched, Done, Event, GenerateRequest, Token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Worker:
+    """What the router knows about one remote backend."""
+
+    backend: Backend
+    healthy: bool | None = None
+    latency_ms: float | None = None
+    models: list[str] = field(default_factory=list)
+    runtime_info: dict[str, Any] = field(default_factory=dict)
+    failures: int = 0
+    opened_at: float | None = None
+    trial: bool = False
+    outstanding: int = 0
+    last_error: str = ""
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether an error counts against a worker's circuit (a worker's own 4xx answer does not)."""
+    return isinstance(exc, BackendUnavailable) or not isinstance(exc, BridgeError)
+
+
+def models_of(backend: object) -> list[str]:
+    """The models a backend reports: ``loaded_models()`` or a ``models`` list, else none."""
+    loaded = getattr(backend, "loaded_models", None)
+    models = loaded() if callable(loaded) else getattr(backend, "models", None)
+    return [str(m) for m in models] if isinstance(models, list | tuple) else []
+
+
+def close_stream(obj: object) -> None:
+    """Close a generator (or anything with close()) now rather than at garbage collection."""
+    close = getattr(obj, "close", None)
+    if callable(close):
+        close()
+
+
+class Router:
+    """Routes each request to a remote worker or the local backend; thread-safe."""
+
+    def __init__(
+        self,
+        local: Backend | None,
+        *,
+        probe_interval: float = 30.0,
+        failure_threshold: int = 3,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.local = local
+        self.probe_interval = probe_interval
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._workers: dict[str, _Worker] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add_worker(self, backend: Backend) -> None:
+        """Attach a remote backend (RemoteBackend, OpenAIBackend, ...) under its name."""
+        with self._lock:
+            if backend.name in self._workers or (self.local and self.local.name == backend.name):
+                raise Conflict(f"a backend named {backend.name!r} is already attached")
+            self._workers[backend.name] = _Worker(backend)
+
+    def remove_worker(self, name: str) -> None:
+        """Detach a worker and close its connections."""
+        with self._lock:
+            worker = self._workers.pop(name, None)
+        if worker is None:
+            raise NotFound(f"no worker named {name!r}", details={"worker": name})
+        close_stream(worker.backend)
+
+    def _circuit(self, worker: _Worker, now: float) -> str:
+        if worker.opened_at is None:
+            return "closed"
+        return "half_open" if now - worker.opened_at >= self.cooldown else "open"
+
+    def backends(self) -> list[dict[str, Any]]:
+        """Every backend with its health, for GET /system/status."""
+        out: list[dict[str, Any]] = []
+        if self.local is not None:
+            out.append(
+                {
+                    "name": self.local.name,
+                    "kind": "local",
+                    "healthy": bool(self.local.ready()),
+                    "latency_ms": None,
+                    "models": models_of(self.local),
+                    "runtime_info": dict(getattr(self.local, "runtime_info", None) or {}),
+                }
+            )
+        now = self._clock()
+        with self._lock:
+            for w in self._workers.values():
+                circuit = self._circuit(w, now)
+                out.append(
+                    {
+                        "name": w.backend.name,
+                        "kind": getattr(w.backend, "kind", "worker"),
+                        "url": getattr(w.backend, "url", None),
+                        "healthy": w.healthy is True and circuit == "closed",
+                        "latency_ms": w.latency_ms,
+                        "models": list(w.models),
+                        "runtime_info": dict(w.runtime_info),
+                        "circuit": circuit,
+                        "outstanding": w.outstanding,
+                        "last_error": w.last_error,
+                    }
+                )
+        return out
+
+    def _record(self, worker: _Worker, error: BaseException | None) -> None:
+        """Feed one outcome into the worker's circuit breaker (call with the lock held)."""
+        worker.trial = False
+        if error is None:
+            worker.failures, worker.opened_at, worker.healthy = 0, None, True
+            return
+        worker.last_error = f"{type(error).__name__}: {error}"
+        if not _is_outage(error):
+            return
+        worker.failures += 1
+        if worker.opened_at is not None or worker.failures >= self.failure_threshold:
+            if worker.opened_at is None:
+                log.warning("circuit opened for %s: %s", worker.backend.name, worker.last_error)
+            worker.opened_at = self._clock()
+
+    def probe_all(self) -> None:
+        """Probe every worker now (the probe thread calls this; tests may call it directly)."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            with self._lock:
+                if self._circuit(worker, self._clock()) == "open":
+                    continue
+            try:
+                probe = getattr(worker.backend, "probe", None)
+                if callable(probe):
+                    result = probe()
+                elif worker.backend.ready():
+                    result = {}
+                else:
+                    raise BackendUnavailable(f"{worker.backend.name} is not ready")
+            except Exception as exc:  # a probe must never kill the probe thread
+                with self._lock:
+                    worker.healthy = False
+                    self._record(worker, exc)
+                continue
+            with self._lock:
+                worker.latency_ms = result.get("latency_ms")
+                worker.models = [str(m) for m in result.get("models") or []]
+                worker.runtime_info = dict(result.get("runtime_info") or {})
+                self._record(worker, None)
+
+    def start(self) -> None:
+        """Start probing every ``probe_interval`` seconds in a daemon thread."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._probe_loop, name="bridge-router-probe", daemon=True
+            )
+            self._thread.start()
+
+    def _probe_loop(self) -> None:
+        while not self._stop.is_set():
+            self.probe_all()
+            self._stop.wait(self.probe_interval)
+
+    def close(self) -> None:
+        """Stop the probe thread and close every worker's connections."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=max(30.0, self.probe_interval))
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            close_stream(worker.backend)
+
+    def _acquire(self, model: str) -> _Worker | None:
+        """Pick the worker for ``model`` and count the request against it."""
+        now = self._clock()
+        with self._lock:
+            eligible: list[tuple[float, float, int, _Worker]] = []
+            for index, w in enumerate(self._workers.values()):
+                circuit = self._circuit(w, now)
+                if circuit == "open" or (circuit == "half_open" and w.trial):
+                    continue
+                if circuit == "closed" and w.healthy is False:
+                    continue
+                if w.models and model not in w.models:
+                    continue
+                latency = w.latency_ms if w.latency_ms is not None else float("inf")
+                eligible.append((w.outstanding, latency, index, w))
+            if not eligible:
+                return None
+            worker = min(eligible, key=lambda item: item[:3])[3]
+            worker.trial = self._circuit(worker, now) == "half_open"
+            worker.outstanding += 1
+            return worker
+
+    def _why_none(self, model: str) -> str:
+        with self._lock:
+            states = [f"{name}: {w.last_error or 'unhealthy'}" for name, w in self._workers.items()]
+        detail = "; ".join(states) if states else "no worker attached"
+        return f"No backend can answer {model!r} (no local backend; {detail})"
+
+    def generate(self, request: GenerateRequest) -> Iterator[Event]:
+        """Stream the answer from the chosen backend, failing over to local when a worker fails."""
+        worker = self._acquire(request.model)
+        if worker is None:
+            if self.local is None:
+                raise BackendUnavailable(self._why_none(request.model))
+            yield from self._stream(self.local, request, 0)
+            return
+        sent: list[str] = []
+        error: BaseException | None = None
+        finished, stream = False, None
+        try:
+            stream = worker.backend.generate(request)
+            for event in stream:
+                if isinstance(event, Token):
+                    sent.append(event.text)
+                elif isinstance(event, Done):
+                    finished = True
+                    event = replace(event, backend=worker.backend.name)
+                yield event
+                if finished:
+                    break
+            if not finished:
+                raise BackendUnavailable(f"{worker.backend.name} ended its stream without done")
+        except Exception as exc:
+            error = exc
+        finally:
+            close_stream(stream)
+            with self._lock:
+                worker.outstanding -= 1
+                if finished or error is not None:
+                    self._record(worker, error)
+                else:  # the client went away: neither a success nor a failure
+                    worker.trial = False
+        if error is None:
+            return
+        yield from self._fail_over(worker.backend.name, request, "".join(sent), len(sent), error)
+
+    def _fail_over(
+        self, name: str, request: GenerateRequest, text: str, count: int, error: BaseException
+    ) -> Iterator[Event]:
+        if self.local is None:
+            if not count and isinstance(error, BridgeError):
+                raise error
+            raise BackendUnavailable(f"worker {name} failed and no local backend: {error}")
+        log.warning("worker %s failed after %d tokens: %s", name, count, error)
+        if count:
+            yield BackendSwitched(name, self.local.name, f"{type(error).__name__}: {error}")
+        remaining = max(1, request.max_tokens - count)
+        rest = replace(request, prefill=request.prefill + text, max_tokens=remaining)
+        yield from self._stream(self.local, rest, count)
+
+    def _stream(self, backend: Backend, request: GenerateRequest, sent: int) -> Iterator[Event]:
+        stream = backend.generate(request)
+        try:
+            for event in stream:
+                if isinstance(event, Done):
+                    tokens = event.completion_tokens + sent
+                    event = replace(event, backend=backend.name, completion_tokens=tokens)
+                yield event
+        finally:
+            close_stream(stream)

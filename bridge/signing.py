@@ -1,0 +1,158 @@
+"""HMAC-SHA256 request signing, shared by RemoteBackend/worker and API client keys.
+
+Canonical string (lines joined by ``\\n``)::
+
+    bridge-hmac-v1
+    <METHOD upper-case>
+    <path with query, as sent, e.g. /generate?x=1>
+    <timestamp: integer unix seconds>
+    <nonce>
+    <sha256 hex of the body>
+
+Headers: ``X-Bridge-Timestamp``, ``X-Bridge-Nonce``, ``X-Bridge-Signature`` (hex HMAC) and,
+optionally, ``X-Bridge-Key-Id`` (which secret the verifier should look up).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from bridge.errors import RateLimitExceeded, Unauthorized
+
+SCHEME = "bridge-hmac-v1"
+TIMESTAMP_HEADER = "X-Bridge-Timestamp"
+NONCE_HEADER = "X-Bridge-Nonce"
+SIGNATURE_HEADER = "X-Bridge-Signature"
+KEY_ID_HEADER = "X-Bridge-Key-Id"
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
+
+SecretLookup = Callable[[str | None], str | bytes | None]
+
+
+class HeaderItems(Protocol):
+    """Anything with ``items()`` of header pairs: a dict, werkzeug's or httpx's Headers."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode("utf-8") if isinstance(secret, str) else secret
+
+
+def canonical_string(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """The exact bytes that are signed."""
+    digest = hashlib.sha256(body).hexdigest()
+    return "\n".join([SCHEME, method.upper(), path, timestamp, nonce, digest]).encode("utf-8")
+
+
+def signature(secret: str | bytes, message: bytes) -> str:
+    """Hex HMAC-SHA256 of ``message``."""
+    return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
+
+
+def sign(
+    secret: str | bytes,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    key_id: str | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The headers that authenticate one request (``path`` includes its query string)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or secrets.token_urlsafe(18)
+    headers = {
+        TIMESTAMP_HEADER: ts,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: signature(secret, canonical_string(method, path, ts, nonce, body)),
+    }
+    if key_id is not None:
+        headers[KEY_ID_HEADER] = key_id
+    return headers
+
+
+def path_from_environ(environ: Mapping[str, Any]) -> str:
+    """The signed path of a WSGI request: the raw URI when the server kept it, else rebuilt."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        return raw
+    path = quote(str(environ.get("PATH_INFO", "")).encode("latin-1"), safe="/:@!$&'()*+,;=-._~")
+    path = (str(environ.get("SCRIPT_NAME", "")) + path) or "/"
+    query = str(environ.get("QUERY_STRING", ""))
+    return f"{path}?{query}" if query else path
+
+
+class Verifier:
+    """Checks signed requests: signature, timestamp within ``max_skew`` seconds, fresh nonce."""
+
+    def __init__(
+        self,
+        secret_lookup: SecretLookup | str | bytes,
+        max_skew: int = 300,
+        *,
+        max_nonces: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if isinstance(secret_lookup, str | bytes):
+            fixed = secret_lookup
+            self._lookup: SecretLookup = lambda _key_id: fixed
+        else:
+            self._lookup = secret_lookup
+        self.max_skew = max_skew
+        self.max_nonces = max_nonces
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._nonces: dict[str, float] = {}
+        self._expiry: list[tuple[float, str]] = []
+
+    def verify(self, method: str, path: str, headers: HeaderItems, body: bytes = b"") -> str | None:
+        """Raise Unauthorized unless the request is signed, fresh and new; returns the key id."""
+        lower = {k.lower(): v for k, v in headers.items()}
+        ts = lower.get(TIMESTAMP_HEADER.lower())
+        nonce = lower.get(NONCE_HEADER.lower())
+        sig = lower.get(SIGNATURE_HEADER.lower())
+        key_id = lower.get(KEY_ID_HEADER.lower())
+        if not (ts and nonce and sig):
+            raise Unauthorized("Missing request signature")
+        if not ts.isdigit():
+            raise Unauthorized("Malformed request timestamp")
+        now = self._clock()
+        if abs(now - int(ts)) > self.max_skew:
+            raise Unauthorized("Stale request timestamp (check the clocks)")
+        if not _NONCE_RE.match(nonce):
+            raise Unauthorized("Malformed request nonce")
+        secret = self._lookup(key_id)
+        expected = signature(secret or b"", canonical_string(method, path, ts, nonce, body))
+        # compare_digest on every path so a missing key costs the same time as a wrong one
+        valid = hmac.compare_digest(expected.encode("ascii"), sig.encode("ascii", "replace"))
+        if secret is None or not valid:
+            raise Unauthorized("Invalid request signature")
+        self._remember(nonce, int(ts) + self.max_skew, now)
+        return key_id
+
+    def _remember(self, nonce: str, expires: float, now: float) -> None:
+        with self._lock:
+            while self._expiry and self._expiry[0][0] < now:
+                _, old = heapq.heappop(self._expiry)
+                self._nonces.pop(old, None)
+            if nonce in self._nonces:
+                raise Unauthorized("Replayed request (nonce already used)")
+            if len(self._nonces) >= self.max_nonces:
+                wait = max(1, int(self._expiry[0][0] - now))
+                raise RateLimitExceeded(
+                    "Too many signed requests in the replay window",
+                    headers={"Retry-After": str(wait)},
+                )
+            self._nonces[nonce] = expires
+            heapq.heappush(self._expiry, (expires, nonce))

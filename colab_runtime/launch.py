@@ -1,0 +1,295 @@
+"""Run the worker notebook with papermill on a local kernel or a remote Jupyter runtime."""
+
+from __future__ import annotations
+
+import json
+import keyword
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import nbformat
+import papermill
+import websocket
+from jupyter_core.utils import ensure_async
+from jupyter_server.gateway.gateway_client import GatewayClient
+from jupyter_server.gateway.managers import GatewayKernelClient, GatewayKernelManager
+from jupyter_server.utils import url_escape, url_path_join
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.exceptions import PapermillExecutionError
+from tornado import web
+from traitlets import Dict as DictTrait
+from traitlets import DottedObjectName, Type
+
+from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
+
+# The worker record contract: the worker notebook prints on stdout one JSON line
+#   {"bridge_worker": {"worker_url": "https://...", "runtime_info": {"gpu": ..., ...}}}
+# (format_worker_record writes it; an application/json display output counts too);
+# parse_worker_record reads the last one back from the executed notebook.
+RECORD_KEY = "bridge_worker"
+WORKER_URL_KEY = "worker_url"
+RUNTIME_INFO_KEY = "runtime_info"
+COLAB_PROXY_HEADER = "X-Colab-Runtime-Proxy-Token"
+COLAB_PROXY_QUERY = "colab-runtime-proxy-token"
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_DECLARED_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
+    "list": (list, tuple),
+}
+_GATEWAY_LOCK = threading.Lock()  # GatewayClient is a process-wide singleton
+
+
+def format_worker_record(worker_url: str, runtime_info: Mapping[str, Any]) -> str:
+    """The one stdout line a worker notebook prints to report where its worker listens."""
+    return json.dumps({RECORD_KEY: {WORKER_URL_KEY: worker_url,
+                                    RUNTIME_INFO_KEY: dict(runtime_info)}})
+
+
+def parse_worker_record(nb: nbformat.NotebookNode) -> tuple[str, dict[str, Any]]:
+    """The last worker record (worker_url, runtime_info) in an executed notebook's outputs."""
+    found: dict[str, Any] | None = None
+    for cell in nb.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            for candidate in _record_candidates(output):
+                if isinstance(candidate, dict) and isinstance(candidate.get(RECORD_KEY), dict):
+                    found = candidate[RECORD_KEY]
+    if found is None:
+        raise BackendUnavailable(f"the worker notebook finished without a {RECORD_KEY!r} record")
+    url, info = found.get(WORKER_URL_KEY), found.get(RUNTIME_INFO_KEY, {})
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise BackendUnavailable(f"the worker notebook recorded a bad worker_url: {url!r}")
+    if not isinstance(info, dict):
+        raise BackendUnavailable("the worker notebook recorded runtime_info that is not an object")
+    return url, info
+
+
+@dataclass(frozen=True)
+class RemoteRuntime:
+    """A Jupyter server to run on: its URL, a token and/or extra headers and websocket query."""
+
+    url: str
+    token: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ws_query: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def colab(cls, proxy_url: str, proxy_token: str) -> RemoteRuntime:
+        """A Colab runtime behind its proxy (header on every request, query on the websocket)."""
+        return cls(proxy_url, headers={COLAB_PROXY_HEADER: proxy_token},
+                   ws_query={COLAB_PROXY_QUERY: proxy_token})
+
+
+@dataclass(frozen=True)
+class LaunchResult:
+    """Where the launched worker listens, what it runs on, and the executed notebook."""
+
+    worker_url: str
+    runtime_info: dict[str, Any]
+    output_notebook_path: Path
+
+
+def launch_worker(
+    notebook_path: str | Path,
+    parameters: Mapping[str, Any],
+    *,
+    runtime: RemoteRuntime | None = None,
+    output_path: str | Path | None = None,
+    kernel_name: str | None = None,
+    execution_timeout: float | None = None,
+    start_timeout: float = 60.0,
+) -> LaunchResult:
+    """Execute the worker notebook (local kernel, or ``runtime``) and read its record back."""
+    source = Path(notebook_path)
+    _validate_parameters(source, parameters)
+    if runtime is not None:
+        _validate_runtime(runtime)
+    out = Path(output_path) if output_path else (
+        Path(tempfile.mkdtemp(prefix="bridge-launch-")) / f"{source.stem}.out.ipynb"
+    )
+    options: dict[str, Any] = {
+        "kernel_name": kernel_name, "progress_bar": False, "log_output": False,
+        "start_timeout": start_timeout, "execution_timeout": execution_timeout,
+    }
+    if runtime is not None:
+        options["kernel_manager_class"] = _RuntimeKernelManager
+    try:
+        with _gateway(runtime) if runtime is not None else nullcontext():
+            nb = papermill.execute_notebook(str(source), str(out), dict(parameters), **options)
+    except PapermillExecutionError as exc:
+        raise BackendUnavailable(
+            f"the worker notebook failed: {exc.ename}: {exc.evalue}",
+            details={"ename": exc.ename, "evalue": exc.evalue, "cell_index": exc.cell_index,
+                     "output_notebook_path": str(out)},
+        ) from exc
+    except web.HTTPError as exc:
+        message = exc.log_message % exc.args if exc.log_message else str(exc)
+        raise _runtime_error(exc.status_code, message) from exc
+    except websocket.WebSocketBadStatusException as exc:
+        raise _runtime_error(exc.status_code, "the kernel websocket was refused") from exc
+    except (CellTimeoutError, DeadKernelError, TimeoutError, OSError) as exc:
+        raise BackendUnavailable(f"the worker notebook did not finish: {exc}") from exc
+    worker_url, runtime_info = parse_worker_record(nb)
+    return LaunchResult(worker_url, runtime_info, out)
+
+
+class _RuntimeGateway(GatewayClient):
+    """GatewayClient plus the query parameters the kernel websocket needs (Colab's proxy)."""
+
+    ws_query = DictTrait()
+
+    def load_connection_args(self, **kwargs: Any) -> dict[str, Any]:
+        """Upstream's args, minus the empty ``Authorization: token `` it adds with no token."""
+        args: dict[str, Any] = super().load_connection_args(**kwargs)
+        if not self.auth_token:
+            headers, given = args.setdefault("headers", {}), json.loads(self.headers or "{}")
+            if self.auth_header_key in given:
+                headers[self.auth_header_key] = given[self.auth_header_key]
+            else:
+                headers.pop(self.auth_header_key, None)
+        return args
+
+
+class _RuntimeKernelClient(GatewayKernelClient):
+    """GatewayKernelClient whose channels websocket carries the same auth as its REST calls."""
+
+    async def start_channels(
+        self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = True,
+        control: bool = True,
+    ) -> None:
+        """Open the channels websocket with the gateway's headers, then the channel queues."""
+        # Upstream (jupyter_server 2.21) opens this websocket with no headers, so a
+        # token-protected server answers 403; the REST calls' headers fix that.
+        gateway = GatewayClient.instance()
+        ws_url = url_path_join(gateway.ws_url or "", gateway.kernels_endpoint,
+                               url_escape(self.kernel_id), "channels")
+        query = getattr(gateway, "ws_query", {})
+        if query:
+            ws_url += "?" + urlencode(query)
+        headers = gateway.load_connection_args()["headers"]
+        self.channel_socket = websocket.create_connection(
+            ws_url,
+            header=headers,
+            timeout=GatewayClient.KERNEL_LAUNCH_TIMEOUT,
+            enable_multithread=True,
+            sslopt={"ca_certs": gateway.ca_certs, "certfile": gateway.client_cert,
+                    "keyfile": gateway.client_key},
+        )
+        # Skip GatewayKernelClient.start_channels (it would open a second, headerless socket).
+        await ensure_async(super(GatewayKernelClient, self).start_channels(
+            shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control))
+        self.response_router = threading.Thread(target=self._route_responses, daemon=True)
+        self.response_router.start()
+
+    def stop_channels(self) -> None:
+        """Stop the channels; a no-op when the websocket never opened."""
+        # Upstream asserts the socket exists, masking the handshake error behind an
+        # AssertionError during nbclient's cleanup.
+        if self.channel_socket is None:
+            self._channels_stopped = True
+            return
+        super().stop_channels()
+
+
+class _RuntimeKernelManager(GatewayKernelManager):
+    """GatewayKernelManager that hands out _RuntimeKernelClient."""
+
+    client_class = DottedObjectName(f"{__name__}._RuntimeKernelClient")
+    client_factory = Type(klass=f"{__name__}._RuntimeKernelClient")
+
+
+@contextmanager
+def _gateway(runtime: RemoteRuntime) -> Iterator[None]:
+    """Point the GatewayClient singleton at ``runtime`` for one run, then restore it."""
+    with _GATEWAY_LOCK:
+        previous = GatewayClient.instance() if GatewayClient.initialized() else None
+        GatewayClient.clear_instance()
+        saved_timeout = GatewayClient.KERNEL_LAUNCH_TIMEOUT
+        saved_env = os.environ.get("KERNEL_LAUNCH_TIMEOUT")  # init_connection_args sets it
+        scheme, rest = runtime.url.split("://", 1)
+        _RuntimeGateway.instance(
+            url=runtime.url,
+            # Upstream's default ws_url lower-cases the whole URL; keep the path intact.
+            ws_url=("wss" if scheme == "https" else "ws") + "://" + rest,
+            auth_token=runtime.token or "",
+            headers=json.dumps(dict(runtime.headers)),
+            ws_query=dict(runtime.ws_query),
+        )
+        try:
+            yield
+        finally:
+            _RuntimeGateway.clear_instance()
+            GatewayClient.KERNEL_LAUNCH_TIMEOUT = saved_timeout
+            if saved_env is None:
+                os.environ.pop("KERNEL_LAUNCH_TIMEOUT", None)
+            else:
+                os.environ["KERNEL_LAUNCH_TIMEOUT"] = saved_env
+            if previous is not None:
+                GatewayClient._instance = previous
+
+
+def _runtime_error(status: int | None, message: str) -> Unauthorized | BackendUnavailable:
+    if status in (401, 403):
+        return Unauthorized(f"the Jupyter runtime refused the token ({status}): {message}")
+    return BackendUnavailable(f"the Jupyter runtime failed ({status}): {message}")
+
+
+def _record_candidates(output: Mapping[str, Any]) -> Iterator[Any]:
+    if output.get("output_type") == "stream" and output.get("name") == "stdout":
+        for line in str(output.get("text", "")).splitlines():
+            if line.lstrip().startswith("{") and RECORD_KEY in line:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+    elif output.get("output_type") in ("display_data", "execute_result"):
+        yield output.get("data", {}).get("application/json")
+
+
+def _validate_runtime(runtime: RemoteRuntime) -> None:
+    if not runtime.url.startswith(("http://", "https://")):
+        raise ValidationError(f"runtime_url must be http(s): {runtime.url!r}")
+    token = [] if runtime.token is None else [("token", runtime.token)]
+    for name, value in [*runtime.headers.items(), *runtime.ws_query.items(), *token]:
+        if not all(isinstance(v, str) and "\r" not in v and "\n" not in v for v in (name, value)):
+            raise ValidationError(f"runtime header or token {name!r} must be a one-line string")
+
+
+def _validate_parameters(source: Path, parameters: Mapping[str, Any]) -> None:
+    if source.suffix != ".ipynb" or not source.is_file():
+        raise ValidationError(f"not a notebook file: {source}")
+    if not isinstance(parameters, Mapping):
+        raise ValidationError("notebook parameters must be an object")
+    declared = papermill.inspect_notebook(str(source))
+    if not declared:
+        raise ValidationError(f"{source.name} has no cell tagged 'parameters'")
+    for name, value in parameters.items():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ValidationError(f"parameter name {name!r} is not a Python identifier")
+        if name not in declared:
+            raise ValidationError(
+                f"unknown parameter {name!r}; {source.name} declares {sorted(declared)}")
+        if not _json_like(value):
+            raise ValidationError(f"parameter {name!r} must be JSON-like, not {type(value)}")
+        expected = _DECLARED_TYPES.get(str(declared[name].get("inferred_type_name")))
+        if expected is not None and (not isinstance(value, expected) or (
+            isinstance(value, bool) and bool not in expected)):
+            raise ValidationError(
+                f"parameter {name!r} must be {declared[name]['inferred_type_name']}, "
+                f"not {type(value).__name__}")
+
+
+def _json_like(value: Any) -> bool:
+    if isinstance(value, _JSON_SCALARS):
+        return not isinstance(value, float) or value == value  # NaN is not JSON
+    if isinstance(value, list | tuple):
+        return all(_json_like(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_like(v) for k, v in value.items())
+    return False
