@@ -49,7 +49,8 @@ class Settings:
     tls_key: str = ""
     cors_origins: str = ""
     proxy_fix: int = 0
-    secret_key: str = ""
+    secret_key: str = ""  # encrypts secrets at rest; generated into home/secret.key when empty
+    jwt_secret: str = ""  # signs JWTs; generated into home/jwt_secret when empty
     prepare_model: bool = True
     model_budget_bytes: int = 0
     models_home: str = ""

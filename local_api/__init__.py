@@ -32,6 +32,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
         auth,
         compute,
         conversations,
+        crypto,
         db,
         errors,
         events,
@@ -61,6 +62,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     errors.init_app(app)
     db.init_app(app)
     events.init_app(app)
+    crypto.init_app(app)
     identity.init_app(app)
     limits.init_app(app)
     compute.init_app(app, collaborators)

@@ -147,7 +147,7 @@ def admin_required(view: F) -> F:
 
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
-    app.config["JWT_SECRET_KEY"] = settings.secret_key or load_or_create(
+    app.config["JWT_SECRET_KEY"] = settings.jwt_secret or load_or_create(
         settings.home / "jwt_secret"
     )
     app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=settings.access_token_ttl)

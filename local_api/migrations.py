@@ -33,6 +33,7 @@ MIGRATIONS: list[Migration] = [
     ),
     (2, "conversations and messages", _create(schema.conversations, schema.messages)),
     (3, "model download jobs", _create(schema.download_jobs)),
+    (4, "attached workers, Google accounts", _create(schema.workers, schema.google_accounts)),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -128,6 +128,27 @@ download_jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # worker | openai
+    Column("url", Text, nullable=False),
+    Column("secret_enc", Text),  # worker secret or API key, encrypted (local_api.crypto)
+    Column("runtime", JSON, nullable=False, default=dict),  # runtime_info, colab assignment...
+    Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+google_accounts = Table(
+    "google_accounts",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("credentials_enc", Text, nullable=False),  # google-auth credentials JSON, encrypted
+    Column("pending", JSON),  # OAuth state between consent and callback (no secrets)
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,
