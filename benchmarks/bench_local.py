@@ -79,7 +79,7 @@ def concurrent(backend: LocalBackend, n: int = 8, max_tokens: int = 48) -> None:
 
     threads = [threading.Thread(target=run, args=(p,)) for p in prompts]
     manager = backend.manager(DEFAULT_MODEL_ID)
-    steps, started = manager.current_batch, time.perf_counter()
+    steps, started = getattr(manager, "current_batch", 0), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -97,6 +97,19 @@ def prepare_default_model(store: ModelStore) -> ModelInfo:
             raise
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` is ``cuda`` when a GPU is visible, else ``cpu``; NotSupported for a missing GPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise NotSupported("No CUDA device on this machine")
+    if device not in ("cpu", "cuda"):
+        raise NotSupported(f"Unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
 def load_model(path: str, device: str, quantization: str) -> Any:
     """Weights on ``device`` in the precision or quantization asked for."""
     import torch
@@ -135,6 +148,7 @@ def load_model(path: str, device: str, quantization: str) -> Any:
         with warnings.catch_warnings():
             # torch 2.13 deprecates torch.ao quantize_dynamic (moved to torchao, not installed).
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
             from torch.ao.quantization import quantize_dynamic
 
             model = quantize_dynamic(  # type: ignore[no-untyped-call]

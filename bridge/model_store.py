@@ -22,7 +22,7 @@ DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 MANIFEST = "manifest.json"
 USAGE = "usage.json"
 STATUSES = ("ready", "available", "downloading", "error")
-QUANTIZATIONS = ("none", "bf16", "int8-dynamic", "8bit", "4bit")
+QUANTIZATIONS = ("none", "fp32", "bf16", "fp16", "int8-dynamic", "8bit", "4bit")
 
 
 class ModelCorrupted(BackendUnavailable):
