@@ -80,6 +80,7 @@ def shutdown(app: Flask) -> None:
     """Stop what create_app started: router probes, idle timers, database connections."""
     compute = app.extensions.get("compute")
     if compute is not None:
+        compute.close()
         compute.router.close()
         closer = getattr(compute.local, "close", None)
         if closer is not None and app.extensions["collaborators"].get("local") is None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
@@ -11,6 +12,7 @@ from flask import Flask, current_app
 from bridge.config import Settings
 from bridge.errors import BridgeError, ModelNotFound
 from bridge.model_store import ModelStore
+from bridge.types import GenerateRequest, collect
 
 log = logging.getLogger("compute_bridge.compute")
 
@@ -20,6 +22,10 @@ class Compute:
     store: ModelStore
     local: Any  # LocalBackend (or any Backend with load/unload/loaded_models)
     router: Any  # bridge.router.Router
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        self.stop.set()
 
     def require_model(self, model_id: str) -> None:
         """ModelNotFound unless the store or an attached worker has ``model_id``."""
@@ -37,6 +43,24 @@ def _default_local(store: ModelStore, settings: Settings) -> Any:
     return LocalBackend(store, keep_alive=settings.keep_alive)
 
 
+def _warm(local: Any, model_id: str) -> None:
+    """Load the default model and run one token, so the first real answer is quick."""
+    try:
+        collect(local.generate(GenerateRequest(model_id, prompt="Hi", max_tokens=1, temperature=0)))
+        log.info("model %s is loaded and warm", model_id)
+    except BridgeError as exc:
+        log.warning("could not warm %s: %s", model_id, exc.message)
+
+
+def _janitor(local: Any, stop: threading.Event, every: float) -> None:
+    """Ask the local backend for its models now and then: that unloads idle ones."""
+    while not stop.wait(every):
+        try:
+            local.loaded_models()
+        except Exception:  # never let housekeeping kill the thread
+            log.exception("idle-unload check failed")
+
+
 def init_app(app: Flask, collaborators: dict[str, Any]) -> None:
     settings: Settings = app.config["SETTINGS"]
     store = collaborators.get("store") or ModelStore(
@@ -52,14 +76,23 @@ def init_app(app: Flask, collaborators: dict[str, Any]) -> None:
         router.start()
     else:
         local = local or getattr(router, "local", None)
+    result = Compute(store, local, router)
     if settings.prepare_model:
         from bridge.convert import prepare_default_model
 
         try:
             prepare_default_model(store)
+            threading.Thread(
+                target=_warm, args=(local, settings.default_model), daemon=True
+            ).start()
         except BridgeError as exc:  # the API still serves accounts; generation will say why
             log.error("default model is not ready: %s", exc.message)
-    app.extensions["compute"] = Compute(store, local, router)
+    if local is not None and hasattr(local, "loaded_models") and settings.keep_alive > 0:
+        every = max(1.0, min(30.0, settings.keep_alive / 4))
+        threading.Thread(
+            target=_janitor, args=(local, result.stop, every), daemon=True, name="idle-unload"
+        ).start()
+    app.extensions["compute"] = result
 
 
 def compute() -> Compute:
