@@ -41,6 +41,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
         identity,
         limits,
         models,
+        openai_compat,
         openapi,
         response_cache,
         system,
@@ -73,6 +74,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     ws.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(openai_compat.bp)  # /v1, OpenAI shapes (not under /api)
     return app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flask import current_app
@@ -55,29 +55,36 @@ def prepare(
     parameters: dict[str, Any] | None,
     conversation_id: str | None,
 ) -> Job:
-    """Check the model and limits, load the conversation history, build the request."""
-    settings = current_app.config["SETTINGS"]
+    """Build the request from the API's prompt + parameters, then check it (prepare_request)."""
     params = parameters or {}
-    model = model or settings.default_model
-    compute().require_model(model)
-    max_tokens = params.get("max_tokens", 256)
-    if max_tokens > settings.max_tokens_limit:
-        raise ValidationError(
-            f"parameters.max_tokens must be at most {settings.max_tokens_limit}",
-            details={"field": "parameters.max_tokens", "max": settings.max_tokens_limit},
-        )
     stop = params.get("stop", ())
-    past = conversations.history(conversation_id, who.user_id) if conversation_id else ()
     request = GenerateRequest(
-        model=model,
-        messages=(*past, Message("user", prompt)),
-        max_tokens=max_tokens,
+        model=model or current_app.config["SETTINGS"].default_model,
+        messages=(Message("user", prompt),),
+        max_tokens=params.get("max_tokens", 256),
         temperature=float(params.get("temperature", 0.7)),
         top_p=float(params.get("top_p", 1.0)),
         top_k=int(params.get("top_k", 0)),
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
         seed=params.get("seed"),
     )
+    return prepare_request(who, request, prompt=prompt, conversation_id=conversation_id)
+
+
+def prepare_request(
+    who: Identity, request: GenerateRequest, *, prompt: str, conversation_id: str | None = None
+) -> Job:
+    """Check the model and the token limit, prepend the stored history, make the Job."""
+    limit = current_app.config["SETTINGS"].max_tokens_limit
+    if request.max_tokens > limit:
+        raise ValidationError(
+            f"parameters.max_tokens must be at most {limit}",
+            details={"field": "parameters.max_tokens", "max": limit},
+        )
+    compute().require_model(request.model)
+    if conversation_id:
+        past = conversations.history(conversation_id, who.user_id)
+        request = replace(request, messages=(*past, *request.messages))
     return Job(who, request, prompt, conversation_id)
 
 
