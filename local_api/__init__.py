@@ -30,10 +30,13 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
         api_keys,
         audit,
         auth,
+        backups,
         compute,
+        connect,
         conversations,
         crypto,
         db,
+        downloads,
         errors,
         events,
         generation,
@@ -41,9 +44,11 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
         identity,
         limits,
         models,
+        observability,
         openai_compat,
         openapi,
         response_cache,
+        security,
         system,
         users,
         ws,
@@ -61,6 +66,8 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     logging.getLogger("compute_bridge").setLevel(settings.log_level.upper())
 
     errors.init_app(app)
+    security.init_app(app)
+    observability.init_app(app)
     db.init_app(app)
     events.init_app(app)
     crypto.init_app(app)
@@ -68,7 +75,10 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     limits.init_app(app)
     compute.init_app(app, collaborators)
     response_cache.init_app(app)
-    resources = (auth, api_keys, users, audit, models, generation, conversations, system)
+    resources = (
+        auth, api_keys, users, audit, models, downloads, generation, conversations, system,
+        connect, backups,
+    )
     for module in resources:
         _mount(app, module.bp)
     ws.init_app(app)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +15,13 @@ from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
-    """A store in a session temp dir holding the converted default model (converted once)."""
-    store = ModelStore(tmp_path_factory.mktemp("models"))
+    """A store holding the converted default model (converted once per session).
+
+    ``BRIDGE_TEST_MODELS=/some/dir`` keeps the converted model between runs (a developer's
+    shortcut); unset, as in CI, each session converts into a fresh temp dir.
+    """
+    cache = os.environ.get("BRIDGE_TEST_MODELS")
+    store = ModelStore(Path(cache) if cache else tmp_path_factory.mktemp("models"))
     prepare_default_model(store)
     return store
 
