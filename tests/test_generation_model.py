@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websocket
 from flask import Flask
 
 from bridge.local_backend import LocalBackend
@@ -90,3 +91,110 @@ def test_disconnected_stream_does_not_stop_others(
     convs = http.get("/api/conversations", headers=headers).json()["conversations"]
     # The abandoned story was never completed, so it was never stored.
     assert [c["title"] for c in convs] == ["Name three colours."]
+
+
+def test_three_turn_conversation_is_stored_and_fed_back(
+    http: httpx.Client, headers: dict[str, str]
+) -> None:
+    params = {"temperature": 0, "max_tokens": 24}
+    first = http.post("/api/v1/chat/completion", headers=headers, json={
+        "prompt": "My name is Ada. Please remember it.", "parameters": params}).json()
+    conv = first["conversation_id"]
+    second = http.post("/api/v1/chat/completion", headers=headers, json={
+        "prompt": "What is my name?", "conversation_id": conv, "parameters": params}).json()
+    third = http.post("/api/generate", headers=headers, json={
+        "prompt": "Say goodbye to me.", "conversation_id": conv, "parameters": params}).json()
+    assert "Ada" in second["completion"]
+    assert third["conversation_id"] == conv and third["response"]
+    # each turn sends the whole history: prompts grow
+    assert first["usage"]["prompt_tokens"] < second["usage"]["prompt_tokens"]
+    assert second["usage"]["prompt_tokens"] < third["usage"]["prompt_tokens"]
+    stored = http.get(f"/api/conversations/{conv}", headers=headers).json()["conversation"]
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 3
+    assert stored["messages"][3]["content"] == second["completion"]
+
+
+def test_deterministic_answer_is_cached_and_identical(
+    http: httpx.Client, headers: dict[str, str]
+) -> None:
+    body = {"prompt": "Name a primary colour.", "parameters": {"temperature": 0,
+                                                               "max_tokens": 12}}
+    miss = http.post("/api/generate", headers=headers, json=body)
+    hit = http.post("/api/generate", headers=headers, json=body)
+    bypass = http.post("/api/generate", headers={**headers, "Cache-Control": "no-cache"},
+                       json=body)
+    assert miss.headers["X-Cache"] == "MISS" and hit.headers["X-Cache"] == "HIT"
+    assert bypass.headers["X-Cache"] == "BYPASS"
+    assert hit.json()["response"] == miss.json()["response"] == bypass.json()["response"]
+    assert hit.json()["cache"] == {"status": "HIT", "ttl": hit.json()["cache"]["ttl"]}
+
+
+def test_prompt_over_the_context_is_truncated_and_reported(
+    app_config: dict[str, Any], model_store: ModelStore, headers: dict[str, str]
+) -> None:
+    small = LocalBackend(model_store, keep_alive=None, max_context=96)  # same weights, short window
+    application = create_app(app_config, router=Router(small), local=small, store=model_store)
+    try:
+        with LiveServer(application) as server, httpx.Client(base_url=server.url,
+                                                             timeout=120) as http:
+            prompt = "word " * 200 + "\nWhat is the capital of France?"
+            answer = http.post("/api/generate", headers=headers, json={
+                "prompt": prompt, "parameters": {"temperature": 0, "max_tokens": 8}}).json()
+            assert answer["prompt_truncated"] is True
+            assert answer["usage"]["prompt_tokens"] == 96 - 8
+            assert answer["usage"]["completion_tokens"] > 0
+            too_long = http.post("/api/generate", headers=headers, json={
+                "prompt": "hi", "parameters": {"max_tokens": 200}})
+            assert too_long.status_code == 400
+            assert "context" in too_long.json()["error"]["message"]
+            huge = http.post("/api/generate", headers=headers, json={
+                "prompt": "hi", "parameters": {"max_tokens": 10**9, "temperature": -1}})
+            assert huge.status_code == 400
+            assert huge.json()["error"]["code"] == "VALIDATION_ERROR"
+    finally:
+        shutdown(application)
+        small.close()
+
+
+def test_websocket_stream_with_the_model(
+    live_server: LiveServer, http: httpx.Client, headers: dict[str, str]
+) -> None:
+    token = headers["Authorization"].split()[1]
+    ws = websocket.create_connection(
+        live_server.url.replace("http://", "ws://") + f"/ws?token={token}", timeout=120)
+    try:
+        ws.send(json.dumps({"event": "chat.stream", "data": {
+            "prompt": "What is the capital of France?", "model_id": DEFAULT_MODEL_ID,
+            "parameters": {"temperature": 0, "max_tokens": 16}}}))
+        frames = []
+        while not frames or not frames[-1]["is_final"]:
+            frame = json.loads(ws.recv())
+            if frame["event"] == "chat.stream":
+                frames.append(frame["data"])
+    finally:
+        ws.close()
+    assert len(frames) > 2  # streamed token by token, not one lump
+    assert "".join(f["token"] for f in frames) == frames[-1]["completion"]
+    assert "Paris" in frames[-1]["completion"] and frames[-1]["backend"] == "local"
+
+
+def test_load_with_int8_dynamic_then_back(http: httpx.Client, headers: dict[str, str]) -> None:
+    quick = http.post("/api/v1/models/load", headers=headers, json={
+        "model_id": DEFAULT_MODEL_ID, "parameters": {"device": "cpu", "quantization": "none"}})
+    assert quick.status_code == 200 and quick.json()["status"] == "loaded"
+    try:
+        loaded = http.post("/api/v1/models/load", headers=headers, json={
+            "model_id": DEFAULT_MODEL_ID,
+            "parameters": {"device": "cpu", "quantization": "int8-dynamic"}}).json()
+        assert loaded["quantization"] == "int8-dynamic" and loaded["load_time"] > 0
+        answer = http.post("/api/generate", headers=headers, json={
+            "prompt": "What is the capital of France?",
+            "parameters": {"temperature": 0, "max_tokens": 16}}).json()
+        assert "Paris" in answer["response"]
+        cuda = http.post("/api/v1/models/load", headers=headers, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"device": "cuda"}})
+        assert cuda.status_code == 501 and "CUDA" in cuda.json()["error"]["message"]
+    finally:
+        back = http.post("/api/v1/models/load", headers=headers, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"device": "cpu"}})
+        assert back.json()["quantization"] == "none"
