@@ -19,13 +19,13 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.batching import CPU_BLOCKS, Batcher, SeededRun, held_back
 from bridge.convert import PACKAGE, load_model, prepare_default_model, resolve_device
-from bridge.errors import BackendUnavailable, ValidationError
+from bridge.errors import BackendUnavailable, NotSupported, ValidationError
 from bridge.model_store import DEFAULT_MODEL_ID, QUANTIZATIONS, ModelStore
 from bridge.types import Done, Event, GenerateRequest, Token
 
@@ -99,13 +99,14 @@ class LocalBackend:
                 raise BackendUnavailable(f"Model {model_id!r} is {info.status}, not ready to load")
             from transformers import AutoTokenizer
 
-            model = load_model(str(info.path), device, quantization)
+            path = str(info.path)
+            model = self._load_checked(model_id, lambda: load_model(path, device, quantization))
             eos = model.generation_config.eos_token_id
             eos_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
             context = int(model.config.max_position_embeddings)
             context = min(context, CPU_BLOCKS * 256) if device == "cpu" else context
             context = min(context, self.max_context or context)
-            tokenizer = AutoTokenizer.from_pretrained(str(info.path))
+            tokenizer = self._load_checked(model_id, lambda: AutoTokenizer.from_pretrained(path))
             new = Slot(model, tokenizer, (device, quantization), context, eos_ids)
             new.batcher(sample=False)
             if old is not None:
@@ -114,6 +115,21 @@ class LocalBackend:
             self.store.pin(model_id)
             self.store.touch(model_id)
             return time.perf_counter() - start
+
+    def _load_checked(self, model_id: str, load: Callable[[], Any]) -> Any:
+        """Run ``load``; a corrupt model folder is reported as ModelCorrupted naming the file."""
+        if not self.store.is_complete(model_id):
+            self.store.verify(model_id)  # names the missing or resized file
+        try:
+            return load()
+        except (NotSupported, ValidationError):
+            raise
+        except Exception as exc:
+            self.store.verify(model_id)  # same sizes, other bytes: the sha256 tells
+            raise BackendUnavailable(
+                f"Model {model_id!r} failed to load: {type(exc).__name__}: {exc}"[:500],
+                details={"model_id": model_id},
+            ) from exc
 
     def unload(self, model_id: str) -> None:
         """Finish its streams, stop its threads and free the model (unknown ids: no-op)."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.errors import ModelNotFound, ValidationError
 from bridge.local_backend import LocalBackend, held_back
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.model_store import DEFAULT_MODEL_ID, ModelCorrupted, ModelStore
 from bridge.types import Backend, Completion, Done, GenerateRequest, Message, Token, collect
 
 pytestmark = pytest.mark.model
@@ -179,3 +180,44 @@ def test_held_back_guards_stop_prefixes_and_half_characters() -> None:
     assert held_back("Hello Pa", 0, ("Paris",)) == 2
     assert held_back("Hello", 0, ("Paris",)) == 0
     assert held_back("caf\ufffd", 0, ()) == 1
+
+
+def _tiny_model(model_store: ModelStore, dest: Path) -> Path:
+    """A randomly initialised two-layer Llama with the default model's tokenizer (fast to load)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    source = model_store.get(DEFAULT_MODEL_ID).path
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256)
+    LlamaForCausalLM(config).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "config"])
+def test_corrupt_model_folder_is_named_not_crashed(
+    model_store: ModelStore, tmp_path: Path, damage: str
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    info = store.register("tiny", _tiny_model(model_store, tmp_path / "tiny"))
+    assert info.path is not None
+    backend = LocalBackend(store, keep_alive=None)
+    try:
+        assert backend.load("tiny") > 0  # intact: loads
+        backend.unload("tiny")
+        weights, config = info.path / "model.safetensors", info.path / "config.json"
+        if damage == "flip":  # same size, garbage header
+            weights.write_bytes(b"\xff" * 16 + weights.read_bytes()[16:])
+        elif damage == "truncate":
+            weights.write_bytes(weights.read_bytes()[:1000])
+        else:
+            config.write_text("{" + " " * (len(config.read_text()) - 1))
+        with pytest.raises(ModelCorrupted) as caught:
+            backend.load("tiny")
+        assert caught.value.status == 503
+        assert ("config.json" if damage == "config" else "model.safetensors") in str(caught.value)
+        assert backend.loaded_models() == []
+    finally:
+        backend.close()
