@@ -38,5 +38,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH)
 
+# schemathesis over /api/v1/openapi.json against a live server, with and without a token
+# (FUZZ_EXAMPLES cases per operation and phase; make test runs a short in-process pass)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),50) $(BIN)/python -m tests.fuzzing
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

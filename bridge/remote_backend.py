@@ -3,7 +3,9 @@
 Errors it raises:
 
     BackendUnavailable   cannot connect, timed out (also between two tokens), refused the
-                         signature, answered something that is not a worker, stream cut short
+                         signature, answered something that is not a worker, stream cut short;
+                         ``details["reason"]`` says which: unreachable, timeout, signature,
+                         not_a_worker, cut_short
     ModelNotFound, ValidationError, ...   the worker's own error, mapped back by its code
 """
 
@@ -53,6 +55,7 @@ class RemoteBackend:
         # read timeout applies to every read, so a worker silent between tokens is cut off
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._client = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
+        self._raw_paths: dict[str, str] = {}  # signed path per route (worker under a URL prefix)
 
     def __repr__(self) -> str:
         return f"RemoteBackend({self.name!r}, {self.url!r})"
@@ -62,17 +65,27 @@ class RemoteBackend:
         self._client.close()
 
     def _signed_headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
-        raw = self._client.build_request(method, path).url.raw_path.decode("ascii")
+        raw = self._raw_paths.get(path)
+        if raw is None:  # building a request per call to learn this cost ~0.1 ms (profiled)
+            raw = self._client.build_request(method, path).url.raw_path.decode("ascii")
+            self._raw_paths[path] = raw
         headers = sign(self._secret, method, raw, body, key_id=self._key_id)
         if body:
             headers["Content-Type"] = "application/json"
         return headers
 
     def _unavailable(self, what: str, exc: Exception) -> BackendUnavailable:
-        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        timed_out = isinstance(exc, httpx.TimeoutException)
         return BackendUnavailable(
-            f"worker {self.name!r} at {self.url}: {what} {kind} ({type(exc).__name__}: {exc})",
-            details={"backend": self.name},
+            f"worker {self.name!r} at {self.url}: {what} {'timed out' if timed_out else 'failed'}"
+            f" ({type(exc).__name__}: {exc})",
+            details={"backend": self.name, "reason": "timeout" if timed_out else "unreachable"},
+        )
+
+    def _not_a_worker(self, what: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"{self.url} is not a Compute Bridge worker ({what})",
+            details={"backend": self.name, "reason": "not_a_worker"},
         )
 
     def _error_from(self, response: httpx.Response, what: str) -> BridgeError:
@@ -82,15 +95,14 @@ class RemoteBackend:
             error = body["error"]
             code, message = str(error["code"]), str(error["message"])
         except (ValueError, KeyError, TypeError):
-            return BackendUnavailable(
-                f"{self.url} is not a Compute Bridge worker ({what}: HTTP "
-                f"{response.status_code}, {response.headers.get('content-type', 'no type')})",
-                details={"backend": self.name},
+            return self._not_a_worker(
+                f"{what}: HTTP {response.status_code}, "
+                f"{response.headers.get('content-type', 'no type')}"
             )
         if response.status_code in (401, 403):
             return BackendUnavailable(
                 f"worker {self.name!r} refused our signature: {message} (check the worker secret)",
-                details={"backend": self.name},
+                details={"backend": self.name, "reason": "signature"},
             )
         cls = error_for_code(code, response.status_code)
         details = error.get("details")
@@ -108,10 +120,7 @@ class RemoteBackend:
         try:
             return response.json()
         except ValueError as exc:
-            raise BackendUnavailable(
-                f"{self.url} is not a Compute Bridge worker ({method} {path} answered non-JSON)",
-                details={"backend": self.name},
-            ) from exc
+            raise self._not_a_worker(f"{method} {path} answered non-JSON") from exc
 
     def probe(self) -> dict[str, Any]:
         """Check /health and read /info: healthy, latency_ms, models, runtime_info."""
@@ -124,10 +133,7 @@ class RemoteBackend:
             and health.get("service") == WORKER_SERVICE
         ):
             self._healthy = False
-            raise BackendUnavailable(
-                f"{self.url} is not a Compute Bridge worker (/health said {health!r:.120})",
-                details={"backend": self.name},
-            )
+            raise self._not_a_worker(f"/health said {health!r:.120}")
         info = self._call("GET", "/info")
         if not isinstance(info, dict):
             raise BackendUnavailable(f"worker {self.name!r}: /info is not an object")
@@ -158,6 +164,10 @@ class RemoteBackend:
         result = self._call("POST", "/models/load", payload)
         return result if isinstance(result, dict) else {"status": "loaded", "model_id": model_id}
 
+    def shutdown(self) -> None:
+        """Ask the worker process to stop itself (a worker this service launched)."""
+        self._call("POST", "/shutdown")
+
     def generate(self, request: GenerateRequest) -> Iterator[Event]:
         """Stream the worker's events; ``Done.backend`` names this worker."""
         body = json.dumps(request_to_dict(request)).encode("utf-8")
@@ -169,10 +179,8 @@ class RemoteBackend:
                 if resp.status_code >= 400:
                     raise self._error_from(resp, "POST /generate")
                 if not resp.headers.get("content-type", "").startswith(CONTENT_TYPE):
-                    raise BackendUnavailable(
-                        f"{self.url} is not a Compute Bridge worker (/generate answered "
-                        f"{resp.headers.get('content-type', 'no content type')})",
-                        details={"backend": self.name},
+                    raise self._not_a_worker(
+                        f"/generate answered {resp.headers.get('content-type', 'no content type')}"
                     )
                 for event in decode_events(resp.iter_lines()):
                     if isinstance(event, Done):
@@ -184,5 +192,5 @@ class RemoteBackend:
         if not finished:
             raise BackendUnavailable(
                 f"worker {self.name!r} ended its stream before finishing the answer",
-                details={"backend": self.name},
+                details={"backend": self.name, "reason": "cut_short"},
             )

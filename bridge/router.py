@@ -157,27 +157,39 @@ class Router:
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
+            self._probe(worker)
+
+    def probe_worker(self, name: str) -> dict[str, Any]:
+        """Probe one worker now (even with its circuit open) and return its status entry."""
+        with self._lock:
+            worker = self._workers.get(name)
+        if worker is None:
+            raise NotFound(f"no worker named {name!r}", details={"worker": name})
+        self._probe(worker, force=True)
+        return next(b for b in self.backends() if b["name"] == name and b["kind"] != "local")
+
+    def _probe(self, worker: _Worker, force: bool = False) -> None:
+        with self._lock:
+            if not force and self._circuit(worker, self._clock()) == "open":
+                return
+        try:
+            probe = getattr(worker.backend, "probe", None)
+            if callable(probe):
+                result = probe()
+            elif worker.backend.ready():
+                result = {}
+            else:
+                raise BackendUnavailable(f"{worker.backend.name} is not ready")
+        except Exception as exc:  # a probe must never kill the probe thread
             with self._lock:
-                if self._circuit(worker, self._clock()) == "open":
-                    continue
-            try:
-                probe = getattr(worker.backend, "probe", None)
-                if callable(probe):
-                    result = probe()
-                elif worker.backend.ready():
-                    result = {}
-                else:
-                    raise BackendUnavailable(f"{worker.backend.name} is not ready")
-            except Exception as exc:  # a probe must never kill the probe thread
-                with self._lock:
-                    worker.healthy = False
-                    self._record(worker, exc)
-                continue
-            with self._lock:
-                worker.latency_ms = result.get("latency_ms")
-                worker.models = [str(m) for m in result.get("models") or []]
-                worker.runtime_info = dict(result.get("runtime_info") or {})
-                self._record(worker, None)
+                worker.healthy = False
+                self._record(worker, exc)
+            return
+        with self._lock:
+            worker.latency_ms = result.get("latency_ms")
+            worker.models = [str(m) for m in result.get("models") or []]
+            worker.runtime_info = dict(result.get("runtime_info") or {})
+            self._record(worker, None)
 
     def start(self) -> None:
         """Start probing every ``probe_interval`` seconds in a daemon thread."""

@@ -1,7 +1,8 @@
 """The GPU worker: a small Flask app around one Backend, spoken to by ``bridge.RemoteBackend``.
 
 Routes: ``GET /health`` (unsigned), ``GET /info``, ``POST /generate`` (NDJSON events),
-``POST /models/load``; every route but /health must carry a valid HMAC signature.
+``POST /models/load``, ``POST /shutdown``; every route but /health must carry a valid HMAC
+signature.
 Run it with ``python -m colab_runtime.worker --port 8765 --secret-file PATH [--model ID]``;
 the secret comes from a file or ``BRIDGE_WORKER_SECRET``, never from argv.
 """
@@ -15,29 +16,33 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 
 from bridge.errors import BackendUnavailable, BridgeError, NotSupported, ValidationError
 from bridge.router import close_stream, models_of
+from bridge.serving import create_server
 from bridge.signing import Verifier, path_from_environ
 from bridge.types import Backend, Done, Event, GenerateRequest, Token
 from bridge.wire import CONTENT_TYPE, WORKER_SERVICE, encode_error, encode_event, request_from_dict
+from colab_runtime.detached import (  # re-exported: the worker's public names
+    NGROK_TOKEN_ENV,
+    SECRET_ENV,
+    DetachedWorker,
+    start_detached,
+)
 from colab_runtime.tunnel import TUNNEL_KINDS, open_tunnel
 
+__all__ = ["DetachedWorker", "EchoBackend", "WorkerServer", "create_worker_app", "start_detached"]
 log = logging.getLogger(__name__)
-SECRET_ENV, NGROK_TOKEN_ENV = "BRIDGE_WORKER_SECRET", "NGROK_AUTHTOKEN"
 
 
 class EchoBackend:
@@ -85,9 +90,17 @@ def detect_runtime_info() -> dict[str, Any]:
 
 
 def create_worker_app(
-    backend: Backend, secret: str, *, runtime_info: dict[str, Any] | None = None
+    backend: Backend,
+    secret: str,
+    *,
+    runtime_info: dict[str, Any] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> Flask:
-    """The worker app: one backend, HMAC-verified routes, errors in the API's envelope."""
+    """The worker app: one backend, HMAC-verified routes, errors in the API's envelope.
+
+    ``on_shutdown`` is what a signed ``POST /shutdown`` runs (the process stops itself);
+    without it the route answers 501.
+    """
     if not secret:
         raise ValidationError("the worker needs a secret")
     app = Flask(__name__)
@@ -173,6 +186,13 @@ def create_worker_app(
         load_time = round(float(seconds), 3) if isinstance(seconds, int | float) else None
         return jsonify(status="loaded", model_id=model_id, load_time=load_time)
 
+    @app.post("/shutdown")
+    def shutdown() -> Response:
+        if on_shutdown is None:
+            raise NotSupported("this worker cannot be stopped over HTTP")
+        on_shutdown()
+        return jsonify(status="stopping")
+
     return app
 
 
@@ -180,7 +200,7 @@ class WorkerServer:
     """A threaded werkzeug server for the worker app (port 0 picks a free port)."""
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self._server: BaseWSGIServer = create_server(host, port, app)
         self.host, self.port = host, self._server.server_port
         self._thread: threading.Thread | None = None
 
@@ -212,88 +232,6 @@ def serve_worker(
 ) -> None:
     """Run the worker app in the foreground until interrupted."""
     WorkerServer(create_worker_app(backend, secret, **kw), host, port).serve_forever()
-
-
-@dataclass
-class DetachedWorker:
-    """A worker process started by ``start_detached``."""
-
-    pid: int
-    url: str
-    public_url: str
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the worker's process group (SIGTERM, then SIGKILL)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        if self.process is not None:
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-def _log_tail(path: Path, lines: int = 20) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def start_detached(
-    secret: str,
-    *,
-    log_path: str | Path,
-    port: int = 0,
-    host: str = "127.0.0.1",
-    backend: str = "local",
-    model: str | None = None,
-    quantization: str | None = None,
-    tunnel: str = "none",
-    ngrok_token: str | None = None,
-    echo_delay: float = 0.0,
-    timeout: float = 600.0,
-) -> DetachedWorker:
-    """Start the worker in its own session (it outlives this kernel); wait until /health is ok."""
-    if not secret:
-        raise ValidationError("the worker needs a secret", details={"field": "worker_secret"})
-    log_path = Path(log_path)
-    ready_file = log_path.with_suffix(".ready.json")
-    ready_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "colab_runtime.worker", "--host", host, "--port", str(port)]
-    cmd += ["--backend", backend, "--ready-file", str(ready_file), "--tunnel", tunnel]
-    cmd += ["--echo-delay", str(echo_delay)]
-    cmd += ["--model", model] if model else []
-    cmd += ["--quantization", quantization] if quantization else []
-    env = {**os.environ, SECRET_ENV: secret}
-    if ngrok_token:
-        env[NGROK_TOKEN_ENV] = ngrok_token
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-    worker = DetachedWorker(process.pid, "", "", log_path, process)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BackendUnavailable(
-                f"the worker exited with status {process.returncode}:\n{_log_tail(log_path)}"
-            )
-        if ready_file.exists():
-            ready = json.loads(ready_file.read_text())
-            worker.url, worker.public_url = ready["url"], ready["public_url"]
-            try:
-                if httpx.get(worker.url + "/health", timeout=2.0).status_code == 200:
-                    return worker
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.05)
-    worker.stop()
-    raise BackendUnavailable(f"the worker did not start in {timeout:.0f}s:\n{_log_tail(log_path)}")
 
 
 def build_local_backend(model: str | None, quantization: str | None) -> Backend:
@@ -331,11 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         backend: Backend = EchoBackend(args.echo_delay)
     else:
         backend = build_local_backend(args.model, args.quantization)
-    server = WorkerServer(create_worker_app(backend, secret), args.host, args.port)
+    app = create_worker_app(backend, secret, on_shutdown=_stop_soon)
+    server = WorkerServer(app, args.host, args.port)
     tunnel = open_tunnel(args.tunnel, server.port, ngrok_token=os.environ.get(NGROK_TOKEN_ENV))
     if args.ready_file:
         tmp = Path(args.ready_file + ".tmp")
-        tmp.write_text(json.dumps({"url": server.url, "public_url": tunnel.public_url}))
+        ready = {"url": server.url, "public_url": tunnel.public_url, "pid": os.getpid()}
+        tmp.write_text(json.dumps(ready))
         tmp.replace(args.ready_file)
     print(f"worker serving on {server.url} (public {tunnel.public_url})", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so the tunnel is closed
@@ -343,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever()
     finally:
         tunnel.close()
+        close_stream(backend)  # stops the model's batching threads, so the process can exit
     return 0
+
+
+def _stop_soon() -> None:
+    """SIGTERM this process once the /shutdown answer is out."""
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
 
 if __name__ == "__main__":

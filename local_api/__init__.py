@@ -90,9 +90,15 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
 
 def shutdown(app: Flask) -> None:
     """Stop what create_app started: router probes, idle timers, database connections."""
+    from local_api import downloads
+
     compute = app.extensions.get("compute")
     if compute is not None:
         compute.close()
+        downloads.close(app)  # waits for download threads; partial files stay for resume
+        remote = app.extensions.get("remote")
+        if remote is not None:
+            remote.close()  # keep-alives of attached runtimes
         compute.router.close()
         closer = getattr(compute.local, "close", None)
         if closer is not None and app.extensions["collaborators"].get("local") is None:

@@ -8,7 +8,7 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from bridge.errors import NotFound
-from local_api import api_key_store, audit, schema
+from local_api import api_key_store, audit, request_signing, schema
 from local_api.db import engine
 from local_api.docs import spec
 from local_api.identity import current_identity, login_required
@@ -39,6 +39,7 @@ def create() -> tuple[dict[str, Any], int]:
     who = current_identity()
     assert who is not None
     row, key = api_key_store.create(who.user_id, body.get("name") or "default")
+    request_signing.enroll(row["id"], key)  # the key can sign requests from now on
     audit.record("api_key_created", key_id=row["id"])
     return {**_public(row), "key": key}, 201
 

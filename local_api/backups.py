@@ -1,7 +1,91 @@
-"""Database backups: GET/POST /db/backup, POST /db/restore/{backup_id} (admin only)."""
+"""Database backups: GET/POST /db/backup, POST /db/restore/{backup_id} (admin only, audited)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app
+
+from bridge.config import Settings
+from bridge.errors import BridgeError
+from local_api import audit, backup_restore, backup_store
+from local_api.db import engine
+from local_api.docs import spec
+from local_api.identity import admin_required, current_identity
+from local_api.observability import count_backup
+from local_api.timeutil import iso
 
 bp = Blueprint("backups", __name__, url_prefix="/db")
+
+
+def _settings() -> Settings:
+    return current_app.config["SETTINGS"]  # type: ignore[no-any-return]
+
+
+def _live() -> Path:
+    """The SQLite file, or NotSupported (naming the right tool) for other databases."""
+    return backup_store.database_path(_settings().db_url)
+
+
+def _admin_id() -> int | None:
+    who = current_identity()
+    return who.user_id if who else None
+
+
+@bp.get("/backup")
+@spec("List database backups, newest first (admin)", auth="admin")
+@admin_required
+def list_backups() -> dict[str, Any]:
+    _live()
+    settings = _settings()
+    backups = backup_store.list_all(settings.backups_dir)
+    return {
+        "backups": [backup_store.public(m) for m in backups],
+        "retention": settings.backup_retention,
+    }
+
+
+@bp.post("/backup")
+@spec("Back up the database now, consistent while writes go on (admin)", auth="admin", status=201)
+@admin_required
+def create_backup() -> tuple[dict[str, Any], int]:
+    live = _live()
+    settings = _settings()
+    try:
+        with backup_store.lock(settings.backups_dir, exclusive=False):
+            manifest = backup_store.create(
+                live, settings.backups_dir, created_by=_admin_id(),
+                retention=settings.backup_retention,
+            )
+    except BridgeError as exc:
+        count_backup("backup", "failure")
+        audit.record("db_backup", "failure", error=exc.code, message=exc.message[:200])
+        raise
+    count_backup("backup", "success")
+    shown = backup_store.public(manifest)
+    audit.record("db_backup", backup_id=manifest["id"], size=manifest["size"])
+    return {"backup_id": manifest["id"], **shown}, 201
+
+
+@bp.post("/restore/<backup_id>")
+@spec("Restore the database from a backup; the present state is backed up first (admin)",
+      auth="admin")
+@admin_required
+def restore(backup_id: str) -> dict[str, Any]:
+    live = _live()
+    settings = _settings()
+    try:
+        result = backup_restore.restore(
+            engine(), live, settings.backups_dir, backup_id, created_by=_admin_id()
+        )
+    except BridgeError as exc:
+        count_backup("restore", "failure")
+        reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
+        audit.record("db_restore", "failure", backup_id=backup_id[:64], error=exc.code,
+                     reason=reason)
+        raise
+    count_backup("restore", "success")
+    current_app.extensions["signing_enrolled"].clear()  # the restored table is the truth now
+    audit.record("db_restore", backup_id=backup_id, safety_backup_id=result["safety_backup_id"])
+    return {**result, "restored_at": iso(result["restored_at"])}

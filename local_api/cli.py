@@ -1,86 +1,136 @@
-"""The `bridge` command: serve the API (more subcommands join as capabilities land)."""
+"""The `bridge` command: assembles the subcommands and turns every failure into one stderr line."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from bridge.config import Settings
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, Unauthorized, ValidationError
 
-log = logging.getLogger("compute_bridge.cli")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    runtime error: service unreachable, credentials refused, not found, failed
+  2    usage error: bad flags or input the service refused as invalid
+  130  interrupted (Ctrl-C)
+errors are one line on stderr: "bridge: error: ..."
+"""
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class UsageError(Exception):
+    """A command line that cannot be run as written (exit code 2)."""
 
 
-def serve(args: argparse.Namespace) -> int:
-    from werkzeug.serving import make_server
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors become one stderr line instead of usage text and exit(2)."""
 
-    from local_api import create_app
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("epilog", EPILOG)
+        kwargs.setdefault("allow_abbrev", False)  # `--password x` must not mean --password-stdin
+        super().__init__(*args, **kwargs)
 
-    settings = Settings.from_env(
-        host=args.host, port=args.port, home=args.home, tls_cert=args.tls_cert, tls_key=args.tls_key
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if not hasattr(namespace, "prog"):  # the innermost subcommand answers first
+            namespace.prog = self.prog
+        return namespace, extras
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extras = self.parse_known_args(*args, **kwargs)
+        if extras:
+            raise UsageError(
+                f"unrecognized arguments: {' '.join(extras)} (see `{namespace.prog} --help`)"
+            )
+        return namespace
+
+
+def build_parser() -> Parser:
+    from local_api import (
+        cli_admin,
+        cli_chat,
+        cli_connect,
+        cli_credentials,
+        cli_models,
+        cli_server,
     )
-    app = create_app(settings)
-    ssl_context = None
-    scheme = "http"
-    if settings.tls_cert or settings.tls_key:
-        if not (settings.tls_cert and settings.tls_key):
-            raise BridgeError("TLS needs both --tls-cert and --tls-key")
-        ssl_context = (settings.tls_cert, settings.tls_key)
-        scheme = "https"
-    elif not _is_loopback(settings.host):
-        log.warning(
-            "WARNING: serving on %s without TLS: tokens and prompts cross the network in clear "
-            "text. Use --tls-cert/--tls-key or bind 127.0.0.1.",
-            settings.host,
-        )
-    server = make_server(settings.host, settings.port, app, threaded=True, ssl_context=ssl_context)
-    print(f"Compute Bridge listening on {scheme}://{settings.host}:{server.port}", flush=True)
-    print(f"Data directory: {settings.home}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bridge", description="Compute Bridge: one LLM API.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="start the API server")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1, env BRIDGE_HOST)")
-    p.add_argument("--port", type=int, help="port (default 5000, env BRIDGE_PORT)")
-    p.add_argument("--home", help="data directory (env BRIDGE_HOME)")
-    p.add_argument("--tls-cert", help="certificate file for HTTPS (env BRIDGE_TLS_CERT)")
-    p.add_argument("--tls-key", help="private key file for HTTPS (env BRIDGE_TLS_KEY)")
-    p.set_defaults(func=serve)
+    parser = Parser(
+        prog="bridge",
+        description="Compute Bridge: one LLM API, on a GPU worker or this machine.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (cli_server, cli_credentials, cli_chat, cli_models, cli_admin, cli_connect):
+        module.register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    args = build_parser().parse_args(argv)
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def describe(exc: BridgeError, args: argparse.Namespace | None) -> str:
+    """The message a user reads for an error the service (or the SDK) raised."""
+    url = getattr(args, "resolved_url", None) or getattr(args, "url", None)
+    needs_auth = getattr(args, "needs_auth", False)
+    if isinstance(exc, Unauthorized) and needs_auth and url and "bridge login" not in exc.message:
+        return (f"the service refused the credentials ({exc.message}); "
+                f"run `bridge login --url {url}`")
+    detail = exc.details.get("model_id") if isinstance(exc.details, dict) else None
+    if exc.code == "MODEL_NOT_FOUND" and detail and str(detail) not in exc.message:
+        return f"{exc.message}: {detail} (see `bridge models list`)"
+    return exc.message
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args: argparse.Namespace | None = None
     try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "log", False):
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+            )
         return int(args.func(args))
+    except UsageError as exc:
+        print(f"bridge: error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        print(f"bridge: error: {one_line(describe(exc, args))}", file=sys.stderr)
+        return EXIT_USAGE
     except BridgeError as exc:
-        print(f"bridge: error: {exc.message}", file=sys.stderr)
-        return 2
+        print(f"bridge: error: {one_line(describe(exc, args))}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("bridge: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except EOFError:  # Ctrl-D (or an empty stdin) at a prompt
+        print("bridge: error: no input: the prompt was answered with end of file", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `bridge chat ... | head`: the reader left, nothing to say
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:
-        print(f"bridge: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"bridge: error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; `--help` and `--version` exit 0 through SystemExit."""
+    try:
+        return run(argv)
+    except SystemExit as exc:  # argparse's --help
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
 
 
 if __name__ == "__main__":

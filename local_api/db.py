@@ -7,12 +7,21 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event
 
+from bridge.errors import ValidationError
 from local_api.migrations import migrate
 
+SYNCHRONOUS = ("NORMAL", "FULL")
 
-def create_db_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, foreign keys, a busy timeout and synchronous=FULL."""
+
+def create_db_engine(url: str, synchronous: str = "NORMAL") -> Engine:
+    """An engine; SQLite gets WAL, foreign keys, a busy timeout and ``synchronous``."""
     if url.startswith("sqlite"):
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValidationError(
+                f"BRIDGE_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {synchronous!r}",
+                details={"setting": "sqlite_synchronous"},
+            )
+        pragma = f"PRAGMA synchronous={synchronous.upper()}"
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -20,7 +29,7 @@ def create_db_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(pragma)
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
@@ -32,7 +41,7 @@ def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
     if settings.db_url.startswith("sqlite"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    engine = create_db_engine(settings.db_url)
+    engine = create_db_engine(settings.db_url, settings.sqlite_synchronous)
     with engine.begin() as conn:
         migrate(conn)
     app.extensions["db"] = engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
@@ -15,7 +15,7 @@ from jwt.exceptions import PyJWTError
 from sqlalchemy import select
 
 from bridge.errors import BridgeError, Forbidden, Unauthorized
-from local_api import api_key_store, schema
+from local_api import api_key_store, request_signing, schema
 from local_api.db import engine
 from local_api.errors import error_response
 from local_api.secrets_store import load_or_create
@@ -30,7 +30,7 @@ class Identity:
     role: str
     tier: str
     rate_limit: str | None
-    via: str  # "jwt" | "api_key"
+    via: str  # "jwt" | "api_key" | "signature"
     token: dict[str, Any] | None = None
     api_key_id: str | None = None
 
@@ -88,18 +88,37 @@ def current_identity() -> Identity | None:
     return g.identity  # type: ignore[no-any-return]
 
 
+def _issued_before(claims: dict[str, Any], user: Any) -> bool:
+    """A token older than its account was issued to an earlier holder of the id (restored DB)."""
+    created = user["created_at"]
+    if created.tzinfo is None:  # SQLite returns naive datetimes; we store UTC
+        created = created.replace(tzinfo=UTC)
+    issued = claims.get("iat")
+    return isinstance(issued, int | float) and issued + 1 < created.timestamp()
+
+
 def _resolve() -> Identity | None:
-    credential = bearer()
-    if credential is None:
-        return None
-    if credential.startswith(api_key_store.PREFIX):
-        key = api_key_store.lookup(credential)
+    if request_signing.present():
+        if request.headers.get("Authorization"):
+            raise Unauthorized("Send a bearer credential or a request signature, not both")
+        key = request_signing.verify()
         user = _load_user(key["user_id"])
-        via, claims, key_id = "api_key", None, key["id"]
+        via, claims, key_id = "signature", None, key["id"]
     else:
-        claims = decode(credential, "access")
-        user = _load_user(int(claims["sub"]))
-        via, key_id = "jwt", None
+        credential = bearer()
+        if credential is None:
+            return None
+        if credential.startswith(api_key_store.PREFIX):
+            key = api_key_store.lookup(credential)
+            request_signing.enroll(key["id"], credential)
+            user = _load_user(key["user_id"])
+            via, claims, key_id = "api_key", None, key["id"]
+        else:
+            claims = decode(credential, "access")
+            user = _load_user(int(claims["sub"]))
+            via, key_id = "jwt", None
+            if user is not None and _issued_before(claims, user):
+                raise Unauthorized("Token was issued before this account existed")
     if user is None or user["disabled"]:
         raise Unauthorized("The account behind this credential no longer exists or is disabled")
     return Identity(
@@ -154,6 +173,7 @@ def init_app(app: Flask) -> None:
     app.config["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(seconds=settings.refresh_token_ttl)
     app.config["JWT_TOKEN_LOCATION"] = ["headers"]
     jwt = JWTManager(app)
+    request_signing.init_app(app)
 
     @jwt.token_in_blocklist_loader
     def _revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:

@@ -89,10 +89,12 @@ def prepare_request(
 
 
 def events(job: Job) -> Iterator[Event]:
-    """The routed stream; tokens and backend switches are remembered on the job."""
+    """The routed stream; tokens and backend switches are remembered on the job (and counted)."""
     from bridge.types import BackendSwitched
+    from local_api.observability import observe
 
     for event in compute().router.generate(job.request):
+        observe(event)
         if isinstance(event, Token):
             job.parts.append(event.text)
         elif isinstance(event, BackendSwitched):

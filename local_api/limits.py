@@ -12,6 +12,7 @@ from bridge.config import Settings
 from bridge.errors import RateLimitExceeded
 from local_api.errors import error_response
 from local_api.identity import Identity, quiet_identity
+from local_api.observability import count_rate_limited
 from local_api.timeutil import duration
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -41,6 +42,8 @@ def _key() -> str:
 
 
 def _breached(limit: RequestLimit) -> Response:
+    who = quiet_identity()
+    count_rate_limited(who.tier if who else "anonymous")
     reset_in = max(1, int(limit.reset_at - time.time()))
     return error_response(
         RateLimitExceeded(

@@ -34,6 +34,8 @@ MIGRATIONS: list[Migration] = [
     (2, "conversations and messages", _create(schema.conversations, schema.messages)),
     (3, "model download jobs", _create(schema.download_jobs)),
     (4, "attached workers, Google accounts", _create(schema.workers, schema.google_accounts)),
+    (5, "download plans (resume after restart)", _create(schema.download_plans)),
+    (6, "request signing keys of API keys", _create(schema.api_key_signing)),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -6,12 +6,14 @@ from typing import Any
 
 from flask import Blueprint
 
+from bridge.download_registry import REGISTRY
+from bridge.errors import Forbidden, ModelNotFound
 from bridge.model_store import QUANTIZATIONS, ModelInfo
-from local_api import audit
+from local_api import audit, downloads
 from local_api.compute import compute
 from local_api.docs import spec
 from local_api.events import bus
-from local_api.identity import login_required
+from local_api.identity import current_identity, login_required
 from local_api.validation import json_body, obj
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -70,7 +72,33 @@ def list_models() -> dict[str, Any]:
                                "type": "chat", "status": "remote",
                                "parameters": {"framework": backend.get("kind")},
                                "backend": backend.get("name")})
+    for model_id, entry in REGISTRY.items():  # known to the registry, not stored yet
+        if model_id not in known:
+            models.append({"id": model_id, "name": entry.name, "size": entry.size,
+                           "family": entry.family, "type": "chat", "status": "downloadable",
+                           "parameters": {"size": entry.size, "framework": "transformers"},
+                           "source": f"hf:{entry.repo_id}"})
     return {"models": models}
+
+
+@bp.delete("/<model_id>")
+@spec("Unload and remove a stored model's files (admin, or the user who downloaded it)")
+@login_required
+def remove(model_id: str) -> dict[str, Any]:
+    downloads.check_model_id(model_id)
+    who = current_identity()
+    assert who is not None
+    c = compute()
+    if c.store.get(model_id).path is None:
+        raise ModelNotFound(f"Model {model_id!r} has no files here", details={"model_id": model_id})
+    if not who.is_admin and not downloads.downloaded_by(model_id, who.user_id):
+        raise Forbidden("Only an admin, or the user who downloaded a model, may remove it")
+    if c.local is not None and model_id in c.local.loaded_models():
+        c.local.unload(model_id)  # finishes its streams first, as POST /models/unload does
+    c.store.remove(model_id)
+    bus().publish("model_status", {"model_id": model_id, "status": "removed", "progress": 0.0})
+    audit.record("model_delete", model_id=model_id)
+    return {"status": "deleted", "model_id": model_id}
 
 
 @bp.post("/load")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from local_api.validation import check
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TEMPERATURE = 0.7  # the service's default (models' catalog entries say the same)
 ROLES = ("system", "developer", "user", "assistant")
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # names safe to echo in a header
 # Fields this surface acts on; any other field present is accepted, ignored and named in
 # the X-Bridge-Ignored-Params header (frequency_penalty, presence_penalty, logit_bias, user, ...).
 USED = frozenset(
@@ -132,7 +134,9 @@ def validate(body: dict[str, Any], schema: dict[str, Any]) -> None:
 
 def ignored(body: dict[str, Any]) -> list[str]:
     """Fields present (and not null) that this surface accepts but does not act on."""
-    return sorted(k for k, v in body.items() if k not in USED and v is not None)
+    names = sorted(k for k, v in body.items() if k not in USED and v is not None)
+    # They are echoed in a response header: only plain names, and not too many.
+    return [k for k in names if _PARAM_NAME.fullmatch(k)][:16]
 
 
 def _text(content: Any, index: int) -> str:

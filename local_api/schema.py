@@ -65,6 +65,14 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 
+api_key_signing = Table(  # request signing: each key's derived HMAC key, sealed with crypto.box()
+    "api_key_signing",
+    metadata,
+    Column("key_id", String(32), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
+    Column("secret_enc", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,
@@ -126,6 +134,19 @@ download_jobs = Table(
     Column("error_message", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+download_plans = Table(  # what a download job needs to resume: the request and its file plan
+    "download_plans",
+    metadata,
+    Column(
+        "job_id",
+        String(40),
+        ForeignKey("download_jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("request", JSON, nullable=False),  # bridge.download_sources.Source
+    Column("plan", JSON),  # bridge.download_sources.Plan (files, sizes, digests, etags)
 )
 
 workers = Table(

@@ -1,9 +1,100 @@
-"""Transport hardening: security headers, CORS, ProxyFix."""
+"""Transport hardening: security headers, CORS (off unless origins are configured), ProxyFix."""
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, request
+from werkzeug.datastructures import Headers
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from bridge.config import Settings
+from bridge.errors import ValidationError
+
+HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # The API serves JSON, not pages: nothing may load from it or frame it.
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+ALLOW_HEADERS = (
+    "Authorization, Content-Type, Cache-Control, X-Request-ID, "
+    "X-Bridge-Key-Id, X-Bridge-Timestamp, X-Bridge-Nonce, X-Bridge-Signature"
+)
+EXPOSE_HEADERS = (
+    "X-Request-ID, X-Cache, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, "
+    "X-RateLimit-Reset"
+)
+
+
+def parse_origins(raw: str) -> frozenset[str]:
+    """BRIDGE_CORS_ORIGINS: comma-separated origins (scheme://host[:port]) or ``*``."""
+    origins = frozenset(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and (
+            "://" not in origin or any(c in origin for c in " \r\n\t") or origin.count("/") != 2
+        ):
+            raise ValidationError(
+                f"BRIDGE_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.org",
+                details={"setting": "cors_origins"},
+            )
+    return origins
+
+
+def _cors(response: Response, origins: frozenset[str]) -> None:
+    origin = request.headers.get("Origin")
+    if not origin:
+        return
+    response.vary.add("Origin")
+    if "*" in origins:
+        allowed = "*"  # bearer tokens travel in a header, never cookies: no credentials mode
+    elif origin in origins:
+        allowed = origin
+    else:
+        return
+    response.headers["Access-Control-Allow-Origin"] = allowed
+    response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        methods = response.headers.get("Allow") or "GET, POST, PUT, PATCH, DELETE"
+        response.headers["Access-Control-Allow-Methods"] = methods
+        response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+
+
+def _wire_safe(value: str) -> str:
+    """A header value the HTTP server can send: latin-1 only, no control characters."""
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(c if " " <= c < "\x7f" else c.encode("unicode_escape").decode("ascii")
+                   for c in value)
 
 
 def init_app(app: Flask) -> None:
     """Wire security headers, CORS and ProxyFix into ``app``."""
+    settings: Settings = app.config["SETTINGS"]
+    origins = parse_origins(settings.cors_origins)
+    if settings.proxy_fix < 0:
+        raise ValidationError("BRIDGE_PROXY_FIX must be 0 or the number of proxies in front")
+    if settings.proxy_fix:
+        # Trust exactly that many proxies' X-Forwarded-For/-Proto/-Host/-Prefix headers.
+        n = settings.proxy_fix
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n
+        )
+
+    @app.after_request
+    def _harden(response: Response) -> Response:
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.is_secure:
+            response.headers["Strict-Transport-Security"] = HSTS
+        response.headers.setdefault("Cache-Control", "no-store")
+        if origins:
+            _cors(response, origins)
+        # A value echoing user input (a parameter name, say) must not break the response.
+        if not all(v.isascii() and v.isprintable() for v in response.headers.values()):
+            response.headers = Headers(
+                [(k, _wire_safe(v)) for k, v in response.headers.items()]
+            )
+        return response

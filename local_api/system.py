@@ -7,6 +7,7 @@ from typing import Any
 import psutil
 from flask import Blueprint
 
+from bridge.router import models_of
 from local_api.compute import compute
 from local_api.docs import spec
 from local_api.identity import login_required
@@ -61,10 +62,26 @@ def resources() -> dict[str, Any]:
     }
 
 
+def _remote_details(backends: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each attached worker with AQ's runtime_info and its time left (Colab; else null)."""
+    from local_api.attach import summary
+    from local_api.remote import public_url, remote
+
+    registry = remote()
+    for entry in backends:
+        if entry.get("kind") == "local":
+            continue
+        raw = entry.get("runtime_info") or {}
+        entry["runtime_info"] = {**summary(raw), "details": raw}
+        entry["url"] = public_url(entry["url"]) if entry.get("url") else None
+        entry.update(registry.describe(entry["name"]))
+    return backends
+
+
 def snapshot() -> dict[str, Any]:
     c = compute()
-    loaded = c.local.loaded_models() if c.local is not None else []
-    backends = c.router.backends()
+    loaded = models_of(c.local) if c.local is not None else []
+    backends = _remote_details(c.router.backends())
     healthy = any(b.get("healthy") for b in backends)
     return {
         "status": "ok" if healthy else "degraded",

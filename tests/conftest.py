@@ -11,8 +11,9 @@ import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer
 
+from bridge.serving import create_server
 from local_api import create_app, shutdown
 
 pytest_plugins = ["tests.fixtures_model"]
@@ -98,7 +99,7 @@ def auth(client: FlaskClient) -> Auth:
 
 class LiveServer:
     def __init__(self, app: Flask) -> None:
-        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server: BaseWSGIServer = create_server("127.0.0.1", 0, app)
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

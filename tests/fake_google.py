@@ -173,8 +173,8 @@ def create_colab_app(state: ColabState) -> Flask:
         if state.fail_next:
             status, raw = state.fail_next.pop(0)
             return Response(raw, status=status, content_type="application/json")
-        if state.tokens is not None:
-            state.tokens.check()
+        if state.tokens is not None and not request.path.startswith("/runtime/"):
+            state.tokens.check()  # the runtime proxy takes its own token, not Google's
         if request.path.startswith(("/tun/m/", "/$rpc/")) and (
             request.headers.get("Accept") != "application/json"
             or not request.headers.get("X-Goog-Colab-Client-Agent")
@@ -252,6 +252,16 @@ def create_colab_app(state: ColabState) -> Flask:
         if token != item["token"] or state.now >= item["expires_at"]:
             abort(401)
         return {"version": "2.21.1"}
+
+    @app.get("/runtime/check")
+    def runtime_check() -> Any:
+        """For a runtime standing in behind this proxy: is this proxy token live?"""
+        token = request.headers.get("X-Colab-Runtime-Proxy-Token")
+        live = any(
+            a.get("token") == token and state.now < a["expires_at"]
+            for a in state.assignments.values()
+        )
+        return ({"live": True}, 200) if live else abort(401)
 
     return app
 

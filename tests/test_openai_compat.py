@@ -292,3 +292,16 @@ def test_real_model_knows_paris(
             )
     assert "Paris" in (answer.choices[0].message.content or "")
     assert answer.usage is not None and 0 < answer.usage.completion_tokens <= 24
+
+
+def test_odd_ignored_field_names_never_reach_the_header(
+    http: httpx.Client, key: str, fake: FakeBackend
+) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    fake.queue("fine")
+    body = {"prompt": "0", "a\r\nSet-Cookie: x=1": [], "é": 1, "x" * 100: 1, "user": "u"}
+    answer = http.post("/v1/completions", headers=headers, json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["text"] == "fine"
+    assert answer.headers["X-Bridge-Ignored-Params"] == "user"
+    assert "set-cookie" not in answer.headers

@@ -45,3 +45,16 @@ def test_home_from_environment(tmp_path: Path, monkeypatch, make_app) -> None:  
     monkeypatch.setenv("BRIDGE_HOME", str(tmp_path / "from-env"))
     make_app()
     assert (tmp_path / "from-env" / "bridge.db").exists()
+
+
+def test_sqlite_synchronous_is_configurable(home: Path, make_app) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from bridge.errors import ValidationError
+
+    for setting, expected in (("NORMAL", 1), ("full", 2)):
+        app = make_app({"home": home, "sqlite_synchronous": setting})
+        with app.extensions["db"].connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == expected
+    with pytest.raises(ValidationError, match="NORMAL or FULL"):
+        make_app({"home": home, "sqlite_synchronous": "OFF"})

