@@ -20,6 +20,18 @@ def wrap(value: Any, kind: type[Record] | None = None) -> Any:
     return value
 
 
+def human_bytes(value: Any) -> str:
+    """A byte count for people: ``1.5 GB``; ``-`` when unknown."""
+    if not isinstance(value, int | float) or value <= 0:
+        return "-"
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return "-"
+
+
 def unwrap(value: Any) -> Any:
     """Records back into plain dicts and lists."""
     if isinstance(value, dict):

@@ -37,17 +37,6 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def human_bytes(value: Any) -> str:
-    if not isinstance(value, int | float) or value <= 0:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return "-"
-
-
 def escape(value: Any) -> str:
     return html.escape(str(value))
 

@@ -9,8 +9,8 @@ from typing import Any
 import ipywidgets as w
 
 from bridge.client import Client
-from bridge.client_types import DownloadJob, Model
-from bridge.widgets_base import BaseWidget, escape, human_bytes
+from bridge.client_types import DownloadJob, Model, human_bytes
+from bridge.widgets_base import BaseWidget, escape
 
 ACTIONS = {"downloadable": "Download", "queued": "Cancel", "downloading": "Cancel",
            "ready": "Load", "available": "Load", "loaded": "Unload"}

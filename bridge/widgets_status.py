@@ -10,8 +10,8 @@ from typing import Any
 import ipywidgets as w
 
 from bridge.client import Client
-from bridge.client_types import SystemStatus
-from bridge.widgets_base import BaseWidget, escape, human_bytes
+from bridge.client_types import SystemStatus, human_bytes
+from bridge.widgets_base import BaseWidget, escape
 
 _CELL = "<td style='padding:0 8px'>{}</td>"
 

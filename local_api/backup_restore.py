@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from bridge.model_store import sha256_file
 from local_api import backup_store
 from local_api.backup_store import Unusable
 from local_api.migrations import migrate
@@ -88,7 +89,7 @@ def restore(
         try:
             # Work on a private copy: what is verified is exactly what gets swapped in.
             shutil.copyfile(source, staging)
-            if backup_store.sha256_of(staging) != manifest["sha256"]:
+            if sha256_file(staging) != manifest["sha256"]:
                 raise Unusable(backup_id, "checksum_mismatch",
                                "The backup file does not match its recorded sha256 "
                                "(truncated or altered since it was written)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any
 from sqlalchemy import make_url
 
 from bridge.errors import BridgeError, Conflict, NotFound, NotSupported, ValidationError
+from bridge.model_store import sha256_file
 from local_api.migrations import LATEST_VERSION
 from local_api.timeutil import iso, utcnow
 
@@ -129,14 +129,6 @@ def _fsync_dir(directory: Path) -> None:
             raise
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def copy_online(source: Path, target: Path) -> None:
     """SQLite's online backup: one read transaction, so a consistent copy while writes go on."""
     with closing(sqlite3.connect(source, timeout=30)) as src:
@@ -214,7 +206,7 @@ def create(source: Path, directory: Path, *, kind: str = "manual", created_by: i
         version = inspect(partial, backup_id)
         manifest = {
             "id": backup_id, "created_at": now.isoformat(), "size": partial.stat().st_size,
-            "sha256": sha256_of(partial), "status": "completed", "kind": kind,
+            "sha256": sha256_file(partial), "status": "completed", "kind": kind,
             "schema_version": version, "created_by": created_by,
         }
         os.replace(partial, final)

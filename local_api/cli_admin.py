@@ -7,8 +7,9 @@ import json
 import sys
 from typing import Any
 
+from bridge.client_types import human_bytes
 from local_api.cli_credentials import add_service_options, client_for
-from local_api.cli_models import as_dict, human_bytes, print_table
+from local_api.cli_models import as_dict, print_table
 
 
 def status(args: argparse.Namespace) -> int:

@@ -10,19 +10,9 @@ import re
 import sys
 from typing import Any
 
+from bridge.client_types import human_bytes
 from bridge.errors import BridgeError, Conflict
 from local_api.cli_credentials import add_service_options, client_for
-
-
-def human_bytes(value: Any) -> str:
-    if not isinstance(value, int | float) or value <= 0:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return "-"
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:

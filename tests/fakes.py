@@ -111,3 +111,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class LocalFake(FakeBackend):
+    """The fake standing where LocalBackend does: it also loads and unloads models."""
+
+    def __init__(self, default: str = "Hello from the fake backend.") -> None:
+        from bridge.model_store import DEFAULT_MODEL_ID
+
+        super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID], default=default)
+        self.in_memory: set[str] = set()
+
+    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
+        self.in_memory.add(model_id)
+        return 0.01
+
+    def unload(self, model_id: str) -> None:
+        self.in_memory.discard(model_id)
+
+    def loaded_models(self) -> list[str]:
+        return sorted(self.in_memory)

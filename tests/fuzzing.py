@@ -21,10 +21,10 @@ from typing import Any
 import schemathesis
 from flask import Flask
 
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.model_store import ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
-from tests.fakes import FakeBackend
+from tests.fakes import LocalFake
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = re.compile(r"^[A-Z][A-Z_]*$")
@@ -36,23 +36,6 @@ EXCLUDE = DUPLICATES + r"|^/api/v1/auth/logout$|^/api/v1/admin/users/"
 PASSWORD = "fuzz-password-1"
 
 
-class LocalFake(FakeBackend):
-    """A fake standing where LocalBackend does (it also loads and unloads models)."""
-
-    def __init__(self) -> None:
-        super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID],
-                         default="A canned answer from the fuzzing backend.")
-        self.in_memory: set[str] = set()
-
-    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
-        self.in_memory.add(model_id)
-        return 0.01
-
-    def unload(self, model_id: str) -> None:
-        self.in_memory.discard(model_id)
-
-    def loaded_models(self) -> list[str]:
-        return sorted(self.in_memory)
 
 
 @dataclass
@@ -66,7 +49,7 @@ class Target:
 
 def build(home: Path) -> Target:
     """The real app (fake backend, no rate limit) with an admin and a second account."""
-    local = LocalFake()
+    local = LocalFake(default="A canned answer from the fuzzing backend.")
     app = create_app({"home": home, "prepare_model": False, "ratelimit_enabled": False,
                       "backup_retention": 3}, router=Router(local), local=local,
                      store=ModelStore(home / "models"))

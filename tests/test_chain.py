@@ -21,7 +21,7 @@ from flask import Flask
 
 from bridge.model_store import DEFAULT_MODEL_ID
 from tests.conftest import Auth, LiveServer
-from tests.remote_fixtures import Google, Jupyter, google, jupyter, sign_in  # noqa: F401
+from tests.remote_fixtures import Google, Jupyter, sign_in
 
 CONNECT = "/api/v1/system/colab/connect"
 PROMPT = "Write a long story about a dragon who learns to bake bread."

@@ -19,7 +19,7 @@ import pytest
 
 from bridge.model_store import DEFAULT_MODEL_ID
 from colab_runtime.worker import EchoBackend, WorkerServer, create_worker_app
-from tests import remote_fixtures, test_cli_client
+from tests import test_cli_client
 from tests.hub_standin import HubStandin
 from tests.remote_fixtures import Google, sign_in
 from tests.test_cli import BRIDGE
@@ -28,7 +28,6 @@ from tests.test_cli_client import PASSWORD, Result, Service, one_error_line, ser
 # Fixtures shared with test_cli_client.py and test_connect.py (pytest finds them by name here).
 cli, config_dir = test_cli_client.cli, test_cli_client.config_dir
 service, logged_in = test_cli_client.service, test_cli_client.logged_in
-google = remote_fixtures.google
 
 SECRET = "a-worker-secret-for-the-cli-tests"
 

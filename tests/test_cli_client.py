@@ -22,34 +22,18 @@ import pytest
 from flask import Flask
 
 from bridge.local_backend import LocalBackend
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.model_store import ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
 from local_api.cli import main
 from tests.conftest import LiveServer
-from tests.fakes import FakeBackend
+from tests.fakes import LocalFake
 from tests.test_cli import BRIDGE
 
 PASSWORD = "correct horse"
 ANSWER = "The capital of France is Paris."
 
 
-class LocalFake(FakeBackend):
-    """The fake standing where LocalBackend does: it also loads and unloads."""
-
-    def __init__(self) -> None:
-        super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID], default=ANSWER)
-        self.in_memory: set[str] = set()
-
-    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
-        self.in_memory.add(model_id)
-        return 0.01
-
-    def unload(self, model_id: str) -> None:
-        self.in_memory.discard(model_id)
-
-    def loaded_models(self) -> list[str]:
-        return sorted(self.in_memory)
 
 
 @dataclass
@@ -93,7 +77,7 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @contextmanager
 def serving(app_config: dict[str, Any], models: Path, **collaborators: Any) -> Iterator[Service]:
     """The real app over a LocalFake, on a loopback port, with alice (admin) registered."""
-    fake = LocalFake()
+    fake = LocalFake(default=ANSWER)
     app = create_app({**app_config, "ratelimit_enabled": False}, router=Router(fake), local=fake,
                      store=ModelStore(models), **collaborators)
     try:

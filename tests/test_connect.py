@@ -18,7 +18,7 @@ from bridge.router import Router
 from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.conftest import Auth, LiveServer
 from tests.fakes import FakeBackend
-from tests.remote_fixtures import Google, google, sign_in  # noqa: F401
+from tests.remote_fixtures import Google, sign_in
 
 SECRET = "a-worker-secret-of-some-length"
 RUNTIME = {"type": "colab", "device": "cuda", "gpu": "Tesla T4",

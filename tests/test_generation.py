@@ -19,25 +19,7 @@ from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
 from tests.conftest import Auth
-from tests.fakes import FakeBackend
-
-
-class LocalFake(FakeBackend):
-    """The fake standing where LocalBackend does: it also loads and unloads."""
-
-    def __init__(self) -> None:
-        super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID])
-        self.in_memory: set[str] = set()
-
-    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
-        self.in_memory.add(model_id)
-        return 0.01
-
-    def unload(self, model_id: str) -> None:
-        self.in_memory.discard(model_id)
-
-    def loaded_models(self) -> list[str]:
-        return sorted(self.in_memory)
+from tests.fakes import FakeBackend, LocalFake
 
 
 @pytest.fixture

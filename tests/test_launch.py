@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -32,67 +26,9 @@ from colab_runtime.launch import (
     launch_worker,
     parse_worker_record,
 )
+from tests.remote_fixtures import Jupyter, free_port
 
 NOTEBOOK = Path(__file__).parent / "data" / "worker_probe.ipynb"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    """A real Jupyter server on loopback with a token; stopped (with its kernels) at the end."""
-    root = tmp_path_factory.mktemp("jupyter-root")
-    token, port = secrets.token_hex(16), free_port()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(root / ".config"),
-        "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    }
-    jupyter_bin = Path(sys.executable).parent / "jupyter"
-    log = (root / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(jupyter_bin),
-            "server",
-            f"--ServerApp.token={token}",
-            f"--port={port}",
-            "--ServerApp.port_retries=0",
-            "--ServerApp.ip=127.0.0.1",
-            "--no-browser",
-            "--allow-root",
-            f"--ServerApp.root_dir={root}",
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (root / "server.log").read_text()
-            try:
-                if requests.get(url + "/api", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "jupyter server did not answer /api"
-            time.sleep(0.2)
-        yield url, token, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def kernels(url: str, token: str) -> list[dict[str, object]]:
@@ -103,8 +39,10 @@ def kernels(url: str, token: str) -> list[dict[str, object]]:
     return list(answer.json())
 
 
-def test_remote_run_passes_parameters_and_reads_the_record(jupyter, tmp_path) -> None:
-    url, token, root = jupyter
+def test_remote_run_passes_parameters_and_reads_the_record(
+    jupyter: Jupyter, tmp_path: Path
+) -> None:
+    url, token, root = jupyter.url, jupyter.token, jupyter.root
     out = tmp_path / "out.ipynb"
     result = launch_worker(
         NOTEBOOK,
@@ -130,8 +68,8 @@ def test_remote_run_passes_parameters_and_reads_the_record(jupyter, tmp_path) ->
 _saved_launch_timeout = os.environ.get("KERNEL_LAUNCH_TIMEOUT")
 
 
-def test_remote_raising_cell_surfaces_its_error(jupyter, tmp_path) -> None:
-    url, token, _ = jupyter
+def test_remote_raising_cell_surfaces_its_error(jupyter: Jupyter, tmp_path: Path) -> None:
+    url, token = jupyter.url, jupyter.token
     with pytest.raises(BackendUnavailable, match="RuntimeError: worker could not start m1") as err:
         launch_worker(
             NOTEBOOK,
@@ -143,8 +81,8 @@ def test_remote_raising_cell_surfaces_its_error(jupyter, tmp_path) -> None:
     assert err.value.details["output_notebook_path"] == str(tmp_path / "o.ipynb")
 
 
-def test_wrong_token_is_unauthorized(jupyter, tmp_path) -> None:
-    url, _, _ = jupyter
+def test_wrong_token_is_unauthorized(jupyter: Jupyter, tmp_path: Path) -> None:
+    url = jupyter.url
     with pytest.raises(Unauthorized, match="refused the token"):
         launch_worker(
             NOTEBOOK,
@@ -154,8 +92,8 @@ def test_wrong_token_is_unauthorized(jupyter, tmp_path) -> None:
         )
 
 
-def test_token_in_extra_headers_works_too(jupyter, tmp_path) -> None:
-    url, token, _ = jupyter
+def test_token_in_extra_headers_works_too(jupyter: Jupyter, tmp_path: Path) -> None:
+    url, token = jupyter.url, jupyter.token
     runtime = RemoteRuntime(
         url, headers={"Authorization": f"token {token}"}, ws_query={"unused": "1"}
     )
@@ -165,9 +103,9 @@ def test_token_in_extra_headers_works_too(jupyter, tmp_path) -> None:
     assert result.worker_url == "http://127.0.0.1:7001"
 
 
-def test_stock_gateway_client_websocket_is_refused(jupyter, tmp_path) -> None:
+def test_stock_gateway_client_websocket_is_refused(jupyter: Jupyter, tmp_path: Path) -> None:
     """The upstream fact the launcher works around; if this starts passing, drop the fix."""
-    url, token, _ = jupyter
+    url, token = jupyter.url, jupyter.token
     with launch._gateway(RemoteRuntime(url, token=token)), pytest.raises(Exception) as err:
         papermill.execute_notebook(
             str(NOTEBOOK),

@@ -30,8 +30,8 @@ from bridge.errors import (
 from bridge.local_backend import LocalBackend
 from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
 from bridge.router import Router
+from tests.fakes import LocalFake
 from tests.hub_standin import HubStandin
-from tests.test_generation import LocalFake
 
 PASSWORD = "correct horse"
 

@@ -28,8 +28,7 @@ from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
 from bridge.router import Router
 from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.conftest import LiveServer
-from tests.fakes import FakeBackend
-from tests.test_generation import LocalFake
+from tests.fakes import FakeBackend, LocalFake
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse"

@@ -21,10 +21,9 @@ from bridge.router import Router
 from bridge.widgets import ChatWidget, ConnectWidget, ModelsWidget, StatusWidget
 from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.conftest import LiveServer
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, LocalFake
 from tests.hub_standin import HubStandin
-from tests.remote_fixtures import Google, google  # noqa: F401
-from tests.test_generation import LocalFake
+from tests.remote_fixtures import Google
 
 PASSWORD = "correct horse"
 SECRET = "a-worker-secret-of-some-length"

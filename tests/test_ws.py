@@ -16,7 +16,7 @@ from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
 from tests.conftest import LiveServer
-from tests.test_generation import LocalFake
+from tests.fakes import LocalFake
 
 
 @pytest.fixture
