@@ -36,6 +36,10 @@ class _Worker:
     models: list[str] = field(default_factory=list)
     runtime_info: dict[str, Any] = field(default_factory=dict)
     failures: int = 0
+    # requests this worker failed that the local backend then answered, by stage
+    failovers: dict[str, int] = field(
+        default_factory=lambda: {"before_first_token": 0, "mid_stream": 0}
+    )
     opened_at: float | None = None
     trial: bool = False
     outstanding: int = 0
@@ -133,6 +137,7 @@ class Router:
                         "circuit": circuit,
                         "outstanding": w.outstanding,
                         "last_error": w.last_error,
+                        "failovers": dict(w.failovers),
                     }
                 )
         return out
@@ -292,6 +297,10 @@ class Router:
                 raise error
             raise BackendUnavailable(f"worker {name} failed and no local backend: {error}")
         log.warning("worker %s failed after %d tokens: %s", name, count, error)
+        with self._lock:
+            worker = self._workers.get(name)
+            if worker is not None:
+                worker.failovers["mid_stream" if count else "before_first_token"] += 1
         if count:
             yield BackendSwitched(name, self.local.name, f"{type(error).__name__}: {error}")
         remaining = max(1, request.max_tokens - count)

@@ -17,7 +17,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bridge.config import Settings
@@ -78,7 +78,7 @@ class _BackendCollector(Collector):
     def describe(self) -> list[Any]:
         return []  # dynamic: never collected at registration
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         compute = self.app.extensions.get("compute")
         healthy = GaugeMetricFamily(
             "bridge_backend_healthy", "1 when the backend can answer", labels=["backend", "kind"]
@@ -89,6 +89,11 @@ class _BackendCollector(Collector):
         outstanding = GaugeMetricFamily(
             "bridge_backend_outstanding", "Requests in flight on a worker", labels=["backend"]
         )
+        failovers = CounterMetricFamily(
+            "bridge_backend_failovers",
+            "Requests a worker failed that the local backend answered, by stage",
+            labels=["backend", "stage"],
+        )
         backends = compute.router.backends() if compute is not None else []
         for entry in backends:
             name = str(entry["name"])
@@ -97,7 +102,9 @@ class _BackendCollector(Collector):
                 latency.add_metric([name], float(entry["latency_ms"]) / 1000)
             if "outstanding" in entry:
                 outstanding.add_metric([name], float(entry["outstanding"]))
-        yield from (healthy, latency, outstanding)
+            for stage, count in (entry.get("failovers") or {}).items():
+                failovers.add_metric([name, stage], float(count))
+        yield from (healthy, latency, outstanding, failovers)
 
 
 def metrics(app: Flask | None = None) -> Metrics | None:

@@ -99,6 +99,27 @@ def test_tokens_fallbacks_and_cache_hits(client: FlaskClient, auth: Auth, worker
     assert value(samples, "bridge_generations_total", backend="local") == 1  # the HIT: none
     assert value(samples, "bridge_answer_cache_total", result="MISS") == 1
     assert value(samples, "bridge_answer_cache_total", result="HIT") == 1
+    assert value(samples, "bridge_backend_failovers_total", backend="gpu-1",
+                 stage="mid_stream") == 1
+
+
+def test_failover_before_the_first_token_is_counted(
+    client: FlaskClient, auth: Auth, worker: FakeBackend, local: FakeBackend
+) -> None:
+    from bridge.errors import BackendUnavailable
+
+    worker.fail = BackendUnavailable("the GPU fell over")
+    local.queue("answered here")
+    answer = client.post("/api/generate", headers=auth.headers(), json={
+        "model": DEFAULT_MODEL_ID, "prompt": "hi"}).get_json()
+    assert answer["backend"] == "local" and answer["response"] == "answered here"
+    samples = scrape(client)
+    assert value(samples, "bridge_backend_failovers_total", backend="gpu-1",
+                 stage="before_first_token") == 1
+    assert value(samples, "bridge_backend_failovers_total", backend="gpu-1",
+                 stage="mid_stream") == 0
+    assert value(samples, "bridge_backend_fallbacks_total", from_backend="gpu-1",
+                 to_backend="local") == 0  # no switch inside a stream
 
 
 def test_streamed_tokens_are_counted(client: FlaskClient, auth: Auth, worker: FakeBackend) -> None:
