@@ -1,4 +1,4 @@
-"""Upload the worker notebook to the user's Drive (drive.file scope) for the manual Colab path."""
+"""Uploads to the user's Drive (drive.file scope): the worker notebook, database backups."""
 
 from __future__ import annotations
 
@@ -59,11 +59,30 @@ def upload_notebook(
     path = Path(notebook_path)
     if path.suffix != ".ipynb" or not path.is_file():
         raise ValidationError(f"not a notebook file: {path}")
-    metadata: dict[str, Any] = {"name": name or path.name, "mimeType": COLAB_MIME_TYPE}
+    file_id, shown = upload_file(
+        credentials, path, name=name or path.name, drive_type=COLAB_MIME_TYPE,
+        media_type=IPYNB_MIME_TYPE, folder_id=folder_id, root_url=root_url, timeout=timeout,
+    )  # fmt: skip
+    return DriveUpload(file_id, shown, colab_url(file_id))
+
+
+def upload_file(
+    credentials: Credentials,
+    path: Path,
+    *,
+    name: str,
+    drive_type: str,
+    media_type: str,
+    folder_id: str | None = None,
+    root_url: str = DRIVE_ROOT_URL,
+    timeout: float = 60.0,
+) -> tuple[str, str]:
+    """Upload one file as ``name``; returns its Drive file id and the name Drive gave it."""
+    metadata: dict[str, Any] = {"name": name, "mimeType": drive_type}
     if folder_id:
         metadata["parents"] = [folder_id]
     service = _drive_service(credentials, root_url, timeout)
-    media = MediaFileUpload(str(path), mimetype=IPYNB_MIME_TYPE, resumable=False)
+    media = MediaFileUpload(str(path), mimetype=media_type, resumable=False)
     try:
         request = service.files().create(body=metadata, media_body=media, fields="id,name")
         created = request.execute()
@@ -76,8 +95,7 @@ def upload_notebook(
     file_id = created.get("id") if isinstance(created, dict) else None
     if not file_id:
         raise BackendUnavailable("Google Drive answered an upload without a file id")
-    return DriveUpload(str(file_id), str(created.get("name") or metadata["name"]),
-                       colab_url(str(file_id)))
+    return str(file_id), str(created.get("name") or name)
 
 
 def _drive_service(credentials: Credentials, root_url: str, timeout: float) -> Any:

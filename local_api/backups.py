@@ -8,15 +8,18 @@ from typing import Any
 from flask import Blueprint, current_app
 
 from bridge.config import Settings
-from bridge.errors import BridgeError
-from local_api import audit, backup_restore, backup_store
+from bridge.errors import BridgeError, ValidationError
+from colab_runtime import drive
+from local_api import audit, backup_restore, backup_store, google_account
 from local_api.db import engine
 from local_api.docs import spec
 from local_api.identity import admin_required, current_identity
 from local_api.observability import count_backup
 from local_api.timeutil import iso
+from local_api.validation import json_body, obj
 
 bp = Blueprint("backups", __name__, url_prefix="/db")
+SQLITE_TYPE = "application/vnd.sqlite3"
 
 
 def _settings() -> Settings:
@@ -46,11 +49,48 @@ def list_backups() -> dict[str, Any]:
     }
 
 
+CREATE = obj({"offsite": {"type": "string", "enum": ["drive"]}})
+
+
+def _drive_credentials(body: dict[str, Any]) -> Any:
+    """The admin's Google credentials when an off-site copy is asked for (checked up front)."""
+    if body.get("offsite") != "drive":
+        return None
+    who = current_identity()
+    credentials = google_account.stored_credentials(who.user_id) if who else None
+    if credentials is None:
+        raise ValidationError(
+            "No Google account is connected: sign in through POST /system/colab/connect with "
+            "credentials first, then ask for the off-site copy again",
+            details={"field": "offsite"},
+        )
+    return credentials
+
+
+def _copy_to_drive(credentials: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Upload the backup file; a failure is reported in the answer, the local backup stands."""
+    path = backup_store.data_file(_settings().backups_dir, manifest["id"])
+    name = f"compute-bridge-{manifest['id']}.sqlite3"
+    try:
+        file_id, shown = drive.upload_file(
+            credentials, path, name=name, drive_type=SQLITE_TYPE, media_type=SQLITE_TYPE,
+            root_url=google_account.endpoints().drive_root_url,
+        )  # fmt: skip
+    except BridgeError as exc:
+        audit.record("db_backup_offsite", "failure", backup_id=manifest["id"], error=exc.code)
+        return {"status": "failed", "error": exc.to_dict()["error"]}
+    audit.record("db_backup_offsite", backup_id=manifest["id"], drive_file_id=file_id)
+    return {"status": "uploaded", "drive_file_id": file_id, "name": shown}
+
+
 @bp.post("/backup")
-@spec("Back up the database now, consistent while writes go on (admin)", auth="admin", status=201)
+@spec("Back up the database now, consistent while writes go on; offsite: drive copies it to "
+      "the admin's Google Drive (admin)", auth="admin", body=CREATE, status=201)
 @admin_required
 def create_backup() -> tuple[dict[str, Any], int]:
+    body = json_body(CREATE, optional=True)
     live = _live()
+    credentials = _drive_credentials(body)
     settings = _settings()
     try:
         with backup_store.lock(settings.backups_dir, exclusive=False):
@@ -65,7 +105,10 @@ def create_backup() -> tuple[dict[str, Any], int]:
     count_backup("backup", "success")
     shown = backup_store.public(manifest)
     audit.record("db_backup", backup_id=manifest["id"], size=manifest["size"])
-    return {"backup_id": manifest["id"], **shown}, 201
+    answer = {"backup_id": manifest["id"], **shown}
+    if credentials is not None:
+        answer["offsite"] = _copy_to_drive(credentials, manifest)
+    return answer, 201
 
 
 @bp.post("/restore/<backup_id>")

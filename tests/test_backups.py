@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from local_api import backup_store
 from local_api.migrations import LATEST_VERSION
 from tests.conftest import Auth
+from tests.remote_fixtures import Google
 
 ISO_WITH_OFFSET = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 API = "/api/v1"
@@ -355,3 +356,36 @@ def test_token_of_a_user_the_restore_removed_does_not_pass_to_a_new_account(
     response = client.get(f"{API}/user/profile", headers=bob)
     assert response.status_code == 401
     assert "before this account existed" in response.get_json()["error"]["message"]
+
+
+def test_offsite_copy_to_drive_after_google_sign_in(
+    make_app: Any, home: Path, google: Google
+) -> None:
+    from tests.remote_fixtures import sign_in
+
+    api = make_app({"home": home}, google=google.endpoints).test_client()
+    headers = Auth(api).headers("admin")
+    refused = api.post(f"{API}/db/backup", headers=headers, json={"offsite": "drive"})
+    assert refused.status_code == 400 and refused.get_json()["error"]["details"] == {
+        "field": "offsite"}
+    assert _listed(api, headers) == []  # refused before anything was written
+    assert api.post(f"{API}/db/backup", headers=headers,
+                    json={"offsite": "dropbox"}).status_code == 400
+
+    consent = api.post(f"{API}/system/colab/connect", headers=headers,
+                       json={"credentials": google.credentials, "manual": True}).get_json()
+    assert sign_in(api, consent["auth_url"])["status"] == "authorized"
+    made = api.post(f"{API}/db/backup", headers=headers, json={"offsite": "drive"})
+    body = made.get_json()
+    assert made.status_code == 201 and body["offsite"]["status"] == "uploaded", body
+    uploaded = google.drive.files[body["offsite"]["drive_file_id"]]
+    local = backup_store.data_file(home / "backups", body["backup_id"]).read_bytes()
+    assert uploaded["content"] == local  # the very bytes of the local backup
+    assert hashlib.sha256(uploaded["content"]).hexdigest() == body["sha256"]
+    assert uploaded["metadata"]["name"] == f"compute-bridge-{body['backup_id']}.sqlite3"
+
+    google.drive.fail_next.append(500)
+    failed = api.post(f"{API}/db/backup", headers=headers, json={"offsite": "drive"}).get_json()
+    assert failed["offsite"]["status"] == "failed"
+    assert failed["offsite"]["error"]["code"] == "BACKEND_UNAVAILABLE"
+    assert failed["backup_id"] in [b["id"] for b in _listed(api, headers)]  # local copy stands
