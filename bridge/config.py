@@ -133,12 +133,16 @@ DEFAULT_SERVICE_URL = "http://127.0.0.1:5000"
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Where SDK clients find the service when not told: BRIDGE_URL, BRIDGE_API_KEY."""
+    """What clients (SDK, CLI) read when not told: BRIDGE_URL, BRIDGE_API_KEY, and the CLI's
+    BRIDGE_USERNAME / BRIDGE_PASSWORD."""
 
     url: str = DEFAULT_SERVICE_URL
     api_key: str = ""
+    username: str = ""
+    password: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
         env = os.environ if env is None else env
-        return cls(env.get("BRIDGE_URL") or DEFAULT_SERVICE_URL, env.get("BRIDGE_API_KEY", ""))
+        return cls(env.get("BRIDGE_URL") or DEFAULT_SERVICE_URL, env.get("BRIDGE_API_KEY", ""),
+                   env.get("BRIDGE_USERNAME", ""), env.get("BRIDGE_PASSWORD", ""))

@@ -96,8 +96,10 @@ def find_or_start(
             "it is not on this machine, so it cannot be started from here"
         raise ServiceUnreachable(f"cannot reach the service at {url}; {where}",
                                  details={"url": url})
-    log_path = Path(tempfile.gettempdir()) / f"compute-bridge-{port}.log"
-    with log_path.open("wb") as log:
+    # mkstemp: a new file only this user can read (O_EXCL), never one planted in /tmp
+    fd, name = tempfile.mkstemp(prefix=f"compute-bridge-{port}-", suffix=".log")
+    log_path = Path(name)
+    with os.fdopen(fd, "wb") as log:
         process = subprocess.Popen(serve_command(host, port, home), stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)

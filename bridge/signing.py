@@ -94,7 +94,11 @@ def path_from_environ(environ: Mapping[str, Any]) -> str:
 
 
 class Verifier:
-    """Checks signed requests: signature, timestamp within ``max_skew`` seconds, fresh nonce."""
+    """Checks signed requests: signature, timestamp within ``max_skew`` seconds, fresh nonce.
+
+    Nonces are remembered per key id, ``max_nonces`` per key at most: one busy (or hostile)
+    key fills only its own window, never another key's.
+    """
 
     def __init__(
         self,
@@ -113,8 +117,9 @@ class Verifier:
         self.max_nonces = max_nonces
         self._clock = clock
         self._lock = threading.Lock()
-        self._nonces: dict[str, float] = {}
-        self._expiry: list[tuple[float, str]] = []
+        self._nonces: dict[tuple[str, str], float] = {}
+        self._per_key: dict[str, int] = {}
+        self._expiry: list[tuple[float, str, str]] = []
 
     def verify(self, method: str, path: str, headers: HeaderItems, body: bytes = b"") -> str | None:
         """Raise Unauthorized unless the request is signed, fresh and new; returns the key id."""
@@ -138,21 +143,25 @@ class Verifier:
         valid = hmac.compare_digest(expected.encode("ascii"), sig.encode("ascii", "replace"))
         if secret is None or not valid:
             raise Unauthorized("Invalid request signature")
-        self._remember(nonce, int(ts) + self.max_skew, now)
+        self._remember(key_id or "", nonce, int(ts) + self.max_skew, now)
         return key_id
 
-    def _remember(self, nonce: str, expires: float, now: float) -> None:
+    def _remember(self, key: str, nonce: str, expires: float, now: float) -> None:
         with self._lock:
             while self._expiry and self._expiry[0][0] < now:
-                _, old = heapq.heappop(self._expiry)
-                self._nonces.pop(old, None)
-            if nonce in self._nonces:
+                _, old_key, old = heapq.heappop(self._expiry)
+                if self._nonces.pop((old_key, old), None) is not None:
+                    self._per_key[old_key] -= 1
+                    if not self._per_key[old_key]:
+                        del self._per_key[old_key]
+            if (key, nonce) in self._nonces:
                 raise Unauthorized("Replayed request (nonce already used)")
-            if len(self._nonces) >= self.max_nonces:
-                wait = max(1, int(self._expiry[0][0] - now))
+            if self._per_key.get(key, 0) >= self.max_nonces:
+                oldest = min(e for e, k, _ in self._expiry if k == key)
                 raise RateLimitExceeded(
-                    "Too many signed requests in the replay window",
-                    headers={"Retry-After": str(wait)},
+                    "Too many signed requests in the replay window for this key",
+                    headers={"Retry-After": str(max(1, int(oldest - now)))},
                 )
-            self._nonces[nonce] = expires
-            heapq.heappush(self._expiry, (expires, nonce))
+            self._nonces[(key, nonce)] = expires
+            self._per_key[key] = self._per_key.get(key, 0) + 1
+            heapq.heappush(self._expiry, (expires, key, nonce))

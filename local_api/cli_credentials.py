@@ -15,8 +15,7 @@ from typing import Any
 from bridge.config import DEFAULT_SERVICE_URL as DEFAULT_URL
 from bridge.config import ClientSettings
 
-# BRIDGE_URL and BRIDGE_API_KEY are read by bridge.config.ClientSettings (shared with the SDK);
-# these two only make sense at a terminal, so the CLI reads them itself.
+# Read by bridge.config.ClientSettings (shared with the SDK); named here for help texts.
 URL_ENV, KEY_ENV, USER_ENV, PASSWORD_ENV = (
     "BRIDGE_URL", "BRIDGE_API_KEY", "BRIDGE_USERNAME", "BRIDGE_PASSWORD"
 )
@@ -114,8 +113,8 @@ def read_password(args: argparse.Namespace, *, confirm: bool = False) -> str:
 
     if getattr(args, "password_stdin", False):
         password = sys.stdin.readline().rstrip("\r\n")
-    elif os.environ.get(PASSWORD_ENV):
-        password = os.environ[PASSWORD_ENV]
+    elif env_password := ClientSettings.from_env().password:
+        password = env_password
     elif sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if confirm and getpass.getpass("Password (again): ") != password:
@@ -130,7 +129,7 @@ def read_password(args: argparse.Namespace, *, confirm: bool = False) -> str:
 def read_username(args: argparse.Namespace) -> str:
     from local_api.cli import UsageError
 
-    name = args.username or os.environ.get(USER_ENV)
+    name = args.username or ClientSettings.from_env().username
     if not name and sys.stdin.isatty() and not args.password_stdin:
         name = input("Username: ").strip()
     if not name:

@@ -107,6 +107,23 @@ def test_the_nonce_cache_is_bounded_and_forgets_expired_nonces() -> None:
     verifier.verify("POST", "/generate?x=1", signed(clock), BODY)
 
 
+def test_one_key_filling_its_window_does_not_lock_out_another() -> None:
+    clock = FakeClock(1_700_000_000)
+    keys = {"alice": "a" * 32, "bob": "b" * 32}
+    verifier = Verifier(keys.get, clock=clock, max_nonces=3)
+
+    def by(who: str) -> dict[str, str]:
+        return sign(keys[who], "GET", "/info", b"", key_id=who, timestamp=int(clock()))
+
+    for _ in range(3):
+        verifier.verify("GET", "/info", by("bob"), b"")
+    with pytest.raises(RateLimitExceeded, match="for this key"):
+        verifier.verify("GET", "/info", by("bob"), b"")
+    assert verifier.verify("GET", "/info", by("alice"), b"") == "alice"  # unaffected
+    clock.advance(301)
+    assert verifier.verify("GET", "/info", by("bob"), b"") == "bob"  # bob's window expired
+
+
 def test_a_bad_signature_does_not_use_up_the_nonce() -> None:
     clock = FakeClock(1_700_000_000)
     verifier = make_verifier(clock)
