@@ -10,6 +10,19 @@ import time
 import benchmarks
 
 
+def _quiet() -> None:
+    """Figures only: no per-request access lines, progress bars or per-matmul warnings."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    warnings.filterwarnings("ignore", "MatMul8bitLt: inputs will be cast")
+
+
 def main(names: list[str]) -> int:
     found = sorted(
         m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
@@ -18,6 +31,7 @@ def main(names: list[str]) -> int:
     if not chosen:
         print(f"no benchmark matches {names}; have: {', '.join(found) or 'none'}", file=sys.stderr)
         return 2
+    _quiet()
     for name in chosen:
         print(f"\n=== {name} ===", flush=True)
         started = time.perf_counter()

@@ -128,6 +128,30 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
     return raw
 
 
+WORKER_SECRET_ENV, NGROK_TOKEN_ENV = "BRIDGE_WORKER_SECRET", "NGROK_AUTHTOKEN"
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a GPU worker process reads from its environment: secret, ngrok token, runtime."""
+
+    secret: str = ""
+    ngrok_token: str = ""
+    runtime_type: str = "jupyter"  # colab | kaggle | jupyter, from the runtime's own variables
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        kind = "colab" if "COLAB_RELEASE_TAG" in env else "jupyter"
+        kind = "kaggle" if "KAGGLE_KERNEL_RUN_TYPE" in env else kind
+        return cls(env.get(WORKER_SECRET_ENV, ""), env.get(NGROK_TOKEN_ENV, ""), kind)
+
+
+def exported_secret(name: str) -> str:
+    """A secret the user exported for the CLI (``BRIDGE_RUNTIME_TOKEN``, ``NGROK_AUTHTOKEN``...)."""
+    return os.environ.get(name, "")
+
+
 DEFAULT_SERVICE_URL = "http://127.0.0.1:5000"
 
 

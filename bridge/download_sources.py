@@ -23,6 +23,7 @@ from bridge.errors import DownloadFailed, ModelNotFound, ValidationError
 NETWORK_ERROR, NOT_FOUND, ACCESS_DENIED = "NETWORK_ERROR", "NOT_FOUND", "ACCESS_DENIED"
 HTTP_ERROR, CHECKSUM_MISMATCH, DISK_FULL = "HTTP_ERROR", "CHECKSUM_MISMATCH", "DISK_FULL"
 INVALID_MODEL, IO_ERROR, INTERNAL = "INVALID_MODEL", "IO_ERROR", "INTERNAL_ERROR"
+BLOCKED_ADDRESS, ALREADY_STORED = "BLOCKED_ADDRESS", "ALREADY_STORED"
 
 KINDS = ("registry", "huggingface", "url", "path")
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
@@ -42,6 +43,8 @@ class DownloadError(DownloadFailed):
         self.error_type = error_type
         if error_type == DISK_FULL:
             self.status = 507  # Insufficient Storage
+        elif error_type == BLOCKED_ADDRESS:
+            self.status = 403
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,11 @@ class Source:
     sha256: str | None = None
     include: tuple[str, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
+    public_only: bool = False  # a non-admin's URL: only public addresses may be reached
 
     def display(self) -> str:
         """The location without URL credentials or query (signed URLs carry secrets there)."""
-        if self.kind != "url":
-            return self.location
-        parts = urlsplit(self.location)
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return display_url(self.location) if self.kind == "url" else self.location
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "include": list(self.include)}
@@ -69,6 +69,14 @@ class Source:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Source:
         return cls(**{**data, "include": tuple(data.get("include") or ())})
+
+
+def display_url(url: str) -> str:
+    """An http(s) URL without user info, query or fragment; anything else as it is."""
+    if not url.lower().startswith(("http://", "https://")):
+        return url
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 @dataclass
@@ -112,8 +120,8 @@ def _field(name: str, message: str) -> ValidationError:
     return ValidationError(message, details={"field": name})
 
 
-def source_from_request(model_id: str, body: dict[str, Any]) -> Source:
-    """Check a download request's fields against the kind of source it names."""
+def requested_kind(body: dict[str, Any]) -> str:
+    """The kind of source a download request names (registry when it names none)."""
     kind = body.get("source") or next(
         (k for k, f in (("huggingface", "repo_id"), ("url", "url"), ("path", "path")) if f in body),
         "registry",
@@ -121,6 +129,13 @@ def source_from_request(model_id: str, body: dict[str, Any]) -> Source:
     kind = "huggingface" if kind == "hf" else kind
     if kind not in KINDS:
         raise _field("source", f"source must be one of {', '.join(KINDS)}")
+    return str(kind)
+
+
+def source_from_request(model_id: str, body: dict[str, Any], *,
+                        public_only: bool = False) -> Source:  # fmt: skip
+    """Check a download request's fields against the kind of source it names."""
+    kind = requested_kind(body)
     own = {"registry": {"revision"}, "huggingface": {"repo_id", "revision", "include"},
            "url": {"url", "sha256"}, "path": {"path", "sha256"}}[kind]
     foreign = sorted({"repo_id", "revision", "include", "url", "sha256", "path"} & set(body) - own)
@@ -145,15 +160,31 @@ def source_from_request(model_id: str, body: dict[str, Any]) -> Source:
         return Source(kind, repo, revision or "main", include=tuple(body.get("include") or ()),
                       meta=meta)
     if kind == "url":
-        url = body.get("url") or ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise _field("url", "url must be an http:// or https:// URL with a host")
-        return Source(kind, url, sha256=_sha(body), meta=meta)
-    path = Path(str(body.get("path") or "")).expanduser()
-    if not path.is_absolute():
+        url = _checked_url(str(body.get("url") or ""))
+        return Source(kind, url, sha256=_sha(body), meta=meta, public_only=public_only)
+    try:
+        path = Path(str(body.get("path") or "")).expanduser()
+    except RuntimeError as exc:  # ~user that does not exist
+        raise _field("path", f"path cannot be expanded: {exc}") from exc
+    if "\0" in str(path) or not path.is_absolute():
         raise _field("path", "path must be an absolute path on the service's machine")
     return Source(kind, str(path), sha256=_sha(body), meta=meta)
+
+
+def _checked_url(url: str) -> str:
+    """``url`` if it is a well-formed http(s) URL with a host, else VALIDATION_ERROR."""
+    message = "url must be an http:// or https:// URL with a host"
+    if re.search(r"[\x00-\x20\x7f]", url):
+        raise _field("url", f"{message} (no spaces or control characters)")
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # both raise on malformed hosts and ports
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise _field("url", f"{message}: {exc}") from exc
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        raise _field("url", message)
+    return url
 
 
 def _sha(body: dict[str, Any]) -> str | None:
@@ -234,7 +265,12 @@ def _resolve_url(source: Source, client: httpx.Client) -> Plan:
 
 def _resolve_path(source: Source, models_root: Path) -> Plan:
     root = Path(source.location)
-    if not root.exists():
+    try:
+        exists = root.exists()
+    except OSError as exc:  # a name too long, a component that is not a folder
+        raise ValidationError(f"path cannot be read: {exc.strerror or exc}",
+                              details={"field": "path"}) from exc
+    if not exists:
         raise DownloadError(NOT_FOUND, f"Path {root} does not exist")
     real, store = root.resolve(), models_root.resolve()
     if real == store or store in real.parents or real in store.parents:

@@ -17,24 +17,47 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bridge.download_fetch import Stopped, copy_local, fetch_http, model_facts, unpack, verify
+from bridge.download_guard import public_client
 from bridge.download_jobs import Job, Meter
 from bridge.download_sources import (
+    ALREADY_STORED,
     DISK_FULL,
     INTERNAL,
     INVALID_MODEL,
     DownloadError,
     Plan,
+    Source,
+    display_url,
     resolve,
 )
-from bridge.errors import BridgeError, Conflict
+from bridge.errors import BridgeError, Conflict, ModelNotFound
 from bridge.model_store import ModelStore
 
 log = logging.getLogger("compute_bridge.downloads")
 RESERVE_BYTES = 64 << 20  # keep this much free beyond the download itself
+
+
+def is_stored(store: ModelStore, model_id: str) -> bool:
+    """True when ``model_id`` has files in the store (a download must never replace them)."""
+    try:
+        return store.get(model_id).path is not None
+    except ModelNotFound:
+        return False
+
+
+class _HideUrlSecrets(logging.Filter):
+    """httpx logs each request's full URL at INFO: keep signed-URL secrets out of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(display_url(str(a)) if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
 
 
 @dataclass
@@ -58,6 +81,9 @@ class Downloader:
         self.progress_every = progress_every
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
+        httpx_log = logging.getLogger("httpx")
+        if not any(isinstance(f, _HideUrlSecrets) for f in httpx_log.filters):
+            httpx_log.addFilter(_HideUrlSecrets())
 
     @property
     def partial_root(self) -> Path:
@@ -80,7 +106,7 @@ class Downloader:
                                details={"model_id": job.model_id})
             entry = self._running[job.id] = _Running(job)
         try:
-            with self._client() as client:
+            with self._client(job.source) as client:
                 self._plan(job, client)
         except DownloadError as exc:
             self._end(job, "failed", exc)
@@ -131,9 +157,10 @@ class Downloader:
         for thread in threads:
             thread.join(timeout)
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(self.timeout),
-                            headers={"User-Agent": "compute-bridge"})
+    def _client(self, source: Source) -> httpx.Client:
+        options: dict[str, Any] = {"follow_redirects": True, "headers": {
+            "User-Agent": "compute-bridge"}, "timeout": httpx.Timeout(self.timeout)}
+        return public_client(**options) if source.public_only else httpx.Client(**options)
 
     def _start(self, entry: _Running) -> None:
         entry.job.status = "downloading"
@@ -163,7 +190,7 @@ class Downloader:
     def _run(self, entry: _Running) -> None:
         job = entry.job
         try:
-            with self._client() as client:
+            with self._client(job.source) as client:
                 plan = self._plan(job, client)
                 self._fetch(entry, plan, client)
             folder = self.partial_dir(job.id) / "files"
@@ -172,6 +199,9 @@ class Downloader:
                 shutil.rmtree(folder, ignore_errors=True)
                 unpack(self.partial_dir(job.id) / "files" / plan.files[0].name, folder)
             meta = {**model_facts(folder), **{k: v for k, v in plan.meta.items() if v}}
+            if is_stored(self.store, job.model_id):  # stored by someone else meanwhile
+                raise DownloadError(ALREADY_STORED, f"Model {job.model_id!r} was stored while "
+                                    "this download ran; it is kept and this copy discarded")
             self.store.register(job.model_id, folder, **meta)
             job.bytes_done = job.bytes_total or job.bytes_done
             self._end(job, "completed")
@@ -229,8 +259,9 @@ class Downloader:
             self.store.set_status(job.model_id, None)
         if status is not None:
             final = replace(job, status=status, speed_bps=None)
-            if error is not None:
-                final.error_type, final.error_message = error.error_type, error.message
+            if error is not None:  # a message never carries the URL's credentials
+                message = error.message.replace(job.source.location, job.source.display())
+                final.error_type, final.error_message = error.error_type, message
             self._save(final)  # stored before the live job (what status reads) says it ended
             job.status, job.speed_bps = final.status, None
             job.error_type, job.error_message = final.error_type, final.error_message

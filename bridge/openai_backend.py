@@ -16,6 +16,7 @@ import httpx
 
 from bridge.errors import BackendUnavailable, BridgeError, ModelNotFound, ValidationError
 from bridge.types import Done, Event, GenerateRequest, Token
+from bridge.urls import split_userinfo
 
 
 def _v1(base_url: str) -> str:
@@ -39,11 +40,13 @@ class OpenAIBackend:
         read_timeout: float = 120.0,
     ) -> None:
         self.name = name
-        self.url = _v1(base_url)
+        clean, userinfo = split_userinfo(base_url)  # user:password is sent as auth, never shown
+        self.url = _v1(clean)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.url,
             headers=headers,
+            auth=httpx.BasicAuth(*userinfo) if userinfo and not api_key else None,
             transport=transport,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         )

@@ -22,6 +22,7 @@ import httpx
 from bridge.errors import BackendUnavailable, BridgeError, error_for_code
 from bridge.signing import sign
 from bridge.types import Done, Event, GenerateRequest
+from bridge.urls import split_userinfo
 from bridge.wire import CONTENT_TYPE, WORKER_SERVICE, decode_events, request_to_dict
 
 
@@ -44,7 +45,9 @@ class RemoteBackend:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
-        self.url = url.rstrip("/")
+        # user:password in the URL (a tunnel's basic auth) is sent as auth, never shown
+        clean, userinfo = split_userinfo(url)
+        self.url = clean.rstrip("/")
         self._secret = secret
         self._key_id = key_id
         self._health_ttl = health_ttl
@@ -54,7 +57,10 @@ class RemoteBackend:
         self.info: dict[str, Any] = {}
         # read timeout applies to every read, so a worker silent between tokens is cut off
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._client = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
+        auth = httpx.BasicAuth(*userinfo) if userinfo else None
+        self._client = httpx.Client(
+            base_url=self.url, transport=transport, timeout=timeout, auth=auth
+        )
         self._raw_paths: dict[str, str] = {}  # signed path per route (worker under a URL prefix)
 
     def __repr__(self) -> str:
@@ -108,11 +114,23 @@ class RemoteBackend:
         details = error.get("details")
         return cls(message, details=details if isinstance(details, dict) else None)
 
-    def _call(self, method: str, path: str, payload: Any = None, signed: bool = True) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        signed: bool = True,
+        read_timeout: float | None = None,
+    ) -> Any:
         body = b"" if payload is None else json.dumps(payload).encode("utf-8")
         headers = self._signed_headers(method, path, body) if signed else {}
+        timeout: Any = httpx.USE_CLIENT_DEFAULT
+        if read_timeout is not None:
+            timeout = httpx.Timeout(read_timeout, connect=self._client.timeout.connect)
         try:
-            response = self._client.request(method, path, content=body, headers=headers)
+            response = self._client.request(
+                method, path, content=body, headers=headers, timeout=timeout
+            )
         except httpx.HTTPError as exc:
             raise self._unavailable(f"{method} {path}", exc) from exc
         if response.status_code >= 400:
@@ -158,10 +176,12 @@ class RemoteBackend:
                 self._healthy, self._checked_at = False, now
         return self._healthy
 
-    def load_model(self, model_id: str, quantization: str | None = None) -> dict[str, Any]:
-        """Ask the worker to load a model; returns its answer (status, model_id, load_time)."""
+    def load_model(
+        self, model_id: str, quantization: str | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Ask the worker to load a model (``timeout``: for this call, else the read timeout)."""
         payload = {"model_id": model_id, "quantization": quantization}
-        result = self._call("POST", "/models/load", payload)
+        result = self._call("POST", "/models/load", payload, read_timeout=timeout)
         return result if isinstance(result, dict) else {"status": "loaded", "model_id": model_id}
 
     def shutdown(self) -> None:

@@ -6,9 +6,7 @@ A worker that fails before its first token is retried locally (only ``Done.backe
 it); one that dies mid-stream is followed by a ``BackendSwitched`` event and the local
 backend continues from the text already sent (``prefill``).
 
-Circuit breaker per worker: ``failure_threshold`` consecutive failures (requests that could
-not be served, or failed probes) open it; after ``cooldown`` seconds it is half-open and one
-trial (a request or a probe) may pass; a success closes it, a failure opens it again.
+Each worker's health and circuit breaker live in ``bridge.circuit``.
 """
 
 from __future__ import annotations
@@ -17,38 +15,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
+from bridge.circuit import WorkerState
 from bridge.errors import BackendUnavailable, BridgeError, Conflict, NotFound
 from bridge.types import Backend, BackendSwitched, Done, Event, GenerateRequest, Token
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Worker:
-    """What the router knows about one remote backend."""
-
-    backend: Backend
-    healthy: bool | None = None
-    latency_ms: float | None = None
-    models: list[str] = field(default_factory=list)
-    runtime_info: dict[str, Any] = field(default_factory=dict)
-    failures: int = 0
-    # requests this worker failed that the local backend then answered, by stage
-    failovers: dict[str, int] = field(
-        default_factory=lambda: {"before_first_token": 0, "mid_stream": 0}
-    )
-    opened_at: float | None = None
-    trial: bool = False
-    outstanding: int = 0
-    last_error: str = ""
-
-
-def _is_outage(exc: BaseException) -> bool:
-    """Whether an error counts against a worker's circuit (a worker's own 4xx answer does not)."""
-    return isinstance(exc, BackendUnavailable) or not isinstance(exc, BridgeError)
 
 
 def models_of(backend: object) -> list[str]:
@@ -83,7 +57,7 @@ class Router:
         self.cooldown = cooldown
         self._clock = clock
         self._lock = threading.Lock()
-        self._workers: dict[str, _Worker] = {}
+        self._workers: dict[str, WorkerState] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,7 +66,7 @@ class Router:
         with self._lock:
             if backend.name in self._workers or (self.local and self.local.name == backend.name):
                 raise Conflict(f"a backend named {backend.name!r} is already attached")
-            self._workers[backend.name] = _Worker(backend)
+            self._workers[backend.name] = WorkerState(backend)
 
     def remove_worker(self, name: str) -> None:
         """Detach a worker and close its connections."""
@@ -102,10 +76,8 @@ class Router:
             raise NotFound(f"no worker named {name!r}", details={"worker": name})
         close_stream(worker.backend)
 
-    def _circuit(self, worker: _Worker, now: float) -> str:
-        if worker.opened_at is None:
-            return "closed"
-        return "half_open" if now - worker.opened_at >= self.cooldown else "open"
+    def _circuit(self, worker: WorkerState, now: float) -> str:
+        return worker.circuit(now, self.cooldown)
 
     def backends(self) -> list[dict[str, Any]]:
         """Every backend with its health, for GET /system/status."""
@@ -123,39 +95,12 @@ class Router:
             )
         now = self._clock()
         with self._lock:
-            for w in self._workers.values():
-                circuit = self._circuit(w, now)
-                out.append(
-                    {
-                        "name": w.backend.name,
-                        "kind": getattr(w.backend, "kind", "worker"),
-                        "url": getattr(w.backend, "url", None),
-                        "healthy": w.healthy is True and circuit == "closed",
-                        "latency_ms": w.latency_ms,
-                        "models": list(w.models),
-                        "runtime_info": dict(w.runtime_info),
-                        "circuit": circuit,
-                        "outstanding": w.outstanding,
-                        "last_error": w.last_error,
-                        "failovers": dict(w.failovers),
-                    }
-                )
+            out.extend(w.describe(now, self.cooldown) for w in self._workers.values())
         return out
 
-    def _record(self, worker: _Worker, error: BaseException | None) -> None:
+    def _record(self, worker: WorkerState, error: BaseException | None) -> None:
         """Feed one outcome into the worker's circuit breaker (call with the lock held)."""
-        worker.trial = False
-        if error is None:
-            worker.failures, worker.opened_at, worker.healthy = 0, None, True
-            return
-        worker.last_error = f"{type(error).__name__}: {error}"
-        if not _is_outage(error):
-            return
-        worker.failures += 1
-        if worker.opened_at is not None or worker.failures >= self.failure_threshold:
-            if worker.opened_at is None:
-                log.warning("circuit opened for %s: %s", worker.backend.name, worker.last_error)
-            worker.opened_at = self._clock()
+        worker.record(error, self._clock(), self.failure_threshold)
 
     def probe_all(self) -> None:
         """Probe every worker now (the probe thread calls this; tests may call it directly)."""
@@ -173,7 +118,7 @@ class Router:
         self._probe(worker, force=True)
         return next(b for b in self.backends() if b["name"] == name and b["kind"] != "local")
 
-    def _probe(self, worker: _Worker, force: bool = False) -> None:
+    def _probe(self, worker: WorkerState, force: bool = False) -> None:
         with self._lock:
             if not force and self._circuit(worker, self._clock()) == "open":
                 return
@@ -223,11 +168,11 @@ class Router:
         for worker in workers:
             close_stream(worker.backend)
 
-    def _acquire(self, model: str) -> _Worker | None:
+    def _acquire(self, model: str) -> WorkerState | None:
         """Pick the worker for ``model`` and count the request against it."""
         now = self._clock()
         with self._lock:
-            eligible: list[tuple[float, float, int, _Worker]] = []
+            eligible: list[tuple[float, float, int, WorkerState]] = []
             for index, w in enumerate(self._workers.values()):
                 circuit = self._circuit(w, now)
                 if circuit == "open" or (circuit == "half_open" and w.trial):

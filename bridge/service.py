@@ -20,8 +20,7 @@ import httpx
 
 from bridge.client import normalize_base_url
 from bridge.errors import BridgeError, ServiceUnreachable
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from bridge.urls import is_loopback
 
 
 @dataclass
@@ -91,8 +90,8 @@ def find_or_start(
         return Service(url)
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-    if not start or host not in LOOPBACK or parts.scheme != "http":
-        where = "start it with `bridge serve` (or `make run`)" if host in LOOPBACK else \
+    if not start or not is_loopback(host) or parts.scheme != "http":
+        where = "start it with `bridge serve` (or `make run`)" if is_loopback(host) else \
             "it is not on this machine, so it cannot be started from here"
         raise ServiceUnreachable(f"cannot reach the service at {url}; {where}",
                                  details={"url": url})

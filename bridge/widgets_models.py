@@ -50,7 +50,8 @@ class ModelRow:
         self.bar.layout.visibility = "visible"
         self.bar.bar_style = {"completed": "success", "failed": "danger",
                               "cancelled": "warning"}.get(str(job.status), "info")
-        bits = [f"{progress:.0%}"] + [str(job[k]) for k in ("speed", "eta") if job.get(k)]
+        shown = [job.get("speed"), job.get("eta")]  # "0B/s": nothing measured (yet), not shown
+        bits = [f"{progress:.0%}"] + [str(v) for v in shown if v and v != "0B/s"]
         self.detail.value = f"<small>{escape(' · '.join(bits))}</small>"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
-from google.auth.exceptions import RefreshError
+from google.auth.exceptions import GoogleAuthError, RefreshError
 
 from bridge.errors import (
     BackendUnavailable,
@@ -191,6 +191,8 @@ class ColabClient:
             )
         except RefreshError as exc:
             raise Unauthorized(f"Google sign-in expired or was revoked: {exc}") from exc
+        except GoogleAuthError as exc:  # e.g. TransportError: the token endpoint is unreachable
+            raise BackendUnavailable(f"cannot renew the Google sign-in: {exc}") from exc
         except requests.RequestException as exc:
             raise BackendUnavailable(f"cannot reach Colab at {url}: {exc}") from exc
         status = response.status_code
@@ -222,7 +224,7 @@ class KeepAlive:
         self.interval = interval
         self.renew_margin = renew_margin
         self.on_renew = on_renew
-        self.last_error: BridgeError | None = None
+        self.last_error: BridgeError | None = None  # of the last round; None when it went well
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -235,10 +237,13 @@ class KeepAlive:
                 if self.on_renew is not None:
                     self.on_renew(self.assignment)
             self.last_error = None
-        except BridgeError as exc:
+        except Exception as exc:
             # A failed round is retried next round; it never declares the runtime dead.
+            if not isinstance(exc, BridgeError):
+                log.exception("keep-alive for %s failed unexpectedly", self.assignment.endpoint)
+                exc = BackendUnavailable(f"keep-alive failed: {type(exc).__name__}: {exc}")
             self.last_error = exc
-            log.warning("keep-alive for %s failed: %s", self.assignment.endpoint, exc)
+            log.warning("keep-alive for %s failed: %s", self.assignment.endpoint, exc.message)
 
     def start(self) -> None:
         """Start the thread (once)."""
@@ -257,7 +262,7 @@ class KeepAlive:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.tick()
+            self.tick()  # never raises: an error is kept in last_error and retried
 
 
 def _validate(accelerator: str, variant: str) -> None:

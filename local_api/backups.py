@@ -10,7 +10,7 @@ from flask import Blueprint, current_app
 from bridge.config import Settings
 from bridge.errors import BridgeError, ValidationError
 from colab_runtime import drive
-from local_api import audit, backup_restore, backup_store, google_account
+from local_api import audit, backup_restore, backup_store, google_account, remote
 from local_api.db import engine
 from local_api.docs import spec
 from local_api.identity import admin_required, current_identity
@@ -130,5 +130,6 @@ def restore(backup_id: str) -> dict[str, Any]:
         raise
     count_backup("restore", "success")
     current_app.extensions["signing_enrolled"].clear()  # the restored table is the truth now
+    workers = remote.resync(current_app)  # attached workers: what the restored database holds
     audit.record("db_restore", backup_id=backup_id, safety_backup_id=result["safety_backup_id"])
-    return {**result, "restored_at": iso(result["restored_at"])}
+    return {**result, "restored_at": iso(result["restored_at"]), "workers": workers}

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
+from bridge.config import NGROK_TOKEN_ENV, WORKER_SECRET_ENV, exported_secret
 from local_api.cli_credentials import add_service_options, client_for
 from local_api.cli_models import as_dict, human_bytes
 
-WORKER_SECRET_ENV, RUNTIME_TOKEN_ENV = "BRIDGE_WORKER_SECRET", "BRIDGE_RUNTIME_TOKEN"
+RUNTIME_TOKEN_ENV = "BRIDGE_RUNTIME_TOKEN"
 CLIENT_SECRET_ENV, OPENAI_KEY_ENV = "BRIDGE_GOOGLE_CLIENT_SECRET", "BRIDGE_OPENAI_API_KEY"
-NGROK_ENV = "NGROK_AUTHTOKEN"
+NGROK_ENV = NGROK_TOKEN_ENV
 
 
 def secret_from(path: str | None, env: str, what: str, flag: str,
@@ -26,7 +26,7 @@ def secret_from(path: str | None, env: str, what: str, flag: str,
         except OSError as exc:
             raise UsageError(f"cannot read the {what} from {path}: {exc.strerror}") from None
     else:
-        value = os.environ.get(env, "")
+        value = exported_secret(env)
     if required and not value:
         raise UsageError(f"no {what}: pass {flag} FILE or set {env}")
     return value or None

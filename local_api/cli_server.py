@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import signal
 import threading
 from typing import Any
 
-from bridge.config import Settings
+from bridge.config import WORKER_SECRET_ENV, Settings, WorkerSettings
 from bridge.serving import create_server
+from bridge.urls import is_loopback
 
 log = logging.getLogger("compute_bridge.cli")
-WORKER_SECRET_ENV = "BRIDGE_WORKER_SECRET"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _stop(*_: object) -> None:
@@ -45,7 +35,7 @@ def serve(args: argparse.Namespace) -> int:
             raise UsageError("TLS needs both --tls-cert and --tls-key")
         ssl_context = (settings.tls_cert, settings.tls_key)
         scheme = "https"
-    elif not _is_loopback(settings.host):
+    elif not is_loopback(settings.host):
         log.warning(
             "WARNING: serving on %s without TLS: tokens and prompts cross the network in clear "
             "text. Use --tls-cert/--tls-key or bind 127.0.0.1.",
@@ -74,7 +64,7 @@ def worker(args: argparse.Namespace) -> int:
     from colab_runtime import worker as worker_module
     from local_api.cli import UsageError
 
-    if not args.secret_file and not os.environ.get(WORKER_SECRET_ENV):
+    if not args.secret_file and not WorkerSettings.from_env().secret:
         raise UsageError(
             f"the worker needs a secret: pass --secret-file PATH or set {WORKER_SECRET_ENV} "
             "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > worker.secret)"

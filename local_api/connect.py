@@ -10,12 +10,13 @@ from flask.blueprints import BlueprintSetupState
 
 from bridge.errors import BridgeError, Forbidden, NotFound, ValidationError
 from bridge.model_store import QUANTIZATIONS
+from bridge.urls import redact_url
 from colab_runtime.colab import VARIANTS
 from local_api import attach, audit, google_account
 from local_api import remote as remote_module
 from local_api.docs import spec
 from local_api.identity import admin_required, current_identity
-from local_api.remote import public_url, remote
+from local_api.remote import remote
 from local_api.validation import json_body, obj
 
 bp = Blueprint("connect", __name__, url_prefix="/system/colab")
@@ -42,7 +43,12 @@ CONNECT = obj({
     "tunnel": {"type": "string", "enum": ["ngrok", "none"]},
     "ngrok_token": _text,
     "port": {"type": "integer", "minimum": 0, "maximum": 65535},
+    # seconds the connect may take: each notebook step of a launch, a worker's model load
     "timeout": {"type": "number", "minimum": 1, "maximum": 600},
+    # seconds an attached worker may stay silent (between two tokens) before failover
+    "read_timeout": {"type": "number", "minimum": 1, "maximum": 600},
+    # pip requirement, wheel or Git URL the launched notebook installs this project from
+    "package_spec": {"type": "string", "minLength": 1, "maxLength": 1024},
     "name": _name,
 })  # fmt: skip
 DETACH = obj({"name": _name})
@@ -54,15 +60,22 @@ def _on_register(state: BlueprintSetupState) -> None:
 
 
 def _check_urls(body: dict[str, Any]) -> None:
-    """A URL the pattern lets through but httpx cannot parse (bad IDNA, no host) is a 400."""
+    """A URL the pattern lets through but httpx cannot parse (bad IDNA, no host) is a 400;
+    so is a query or fragment on a base URL (paths are appended to it)."""
     for field in ("redirect_uri", "runtime_url", "worker_url", "openai_base_url", "base_url"):
         if field in body:
             try:
-                if not httpx.URL(body[field]).host:
+                url = httpx.URL(body[field])
+                if not url.host:
                     raise httpx.InvalidURL("no host")
             except httpx.InvalidURL as exc:
-                raise ValidationError(f"{field} is not a valid URL: {exc}"[:300],
+                message = str(exc).replace(body[field], redact_url(body[field]))
+                raise ValidationError(f"{field} is not a valid URL: {message}"[:300],
                                       details={"field": field}) from exc
+            if field != "redirect_uri" and ("?" in body[field] or "#" in body[field]):
+                raise ValidationError(f"{field} must not carry a query or fragment (?...#...): "
+                                      "give the base URL, credentials as user:password@host",
+                                      details={"field": field})
 
 
 @bp.post("/connect")
@@ -75,7 +88,7 @@ def connect() -> Any:
     mode = next((m for m in (*attach.MODES, "base_url") if m in body), None)
     where = body.get("worker_url") or body.get("runtime_url") or body.get("openai_base_url") \
         or body.get("base_url")
-    facts = {"mode": mode, "url": public_url(where) if where else None, "name": body.get("name")}
+    facts = {"mode": mode, "url": redact_url(where) if where else None, "name": body.get("name")}
     try:
         answer = attach.connect(body, _who())
     except BridgeError as exc:
@@ -94,7 +107,7 @@ def disconnect() -> Any:
     body = json_body(DETACH, optional=True)
     name = body.get("name") or request.args.get("name")
     if not name:
-        names = remote().names()
+        names = remote().names(stored=True)
         if not names:
             raise NotFound("no remote worker is attached")
         if len(names) > 1:

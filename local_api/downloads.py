@@ -3,8 +3,12 @@
 The engine is ``bridge.downloads``; this module keeps its jobs in ``download_jobs`` (and what
 a restart needs in ``download_plans``), pushes ``model_status`` events, and resumes active
 jobs when the app starts. Anyone signed in may download from the registry, a Hugging Face
-repo or a URL into the shared store (like ``ollama pull``); a path on this machine is for
-admins. Cancelling is for the user who started the job, or an admin.
+repo or a URL into the shared store (like ``ollama pull``), within limits that keep one user
+from harming the others: registry ids (the default model among them) come only from their
+registry source, URLs only from public addresses, a path on this machine and any other
+source for those ids are for admins, and a stored model is never replaced by a download.
+Cancelling is for the user who started the job, or an admin. URL credentials and signed
+queries are stored sealed with the app's SecretBox, never in clear.
 """
 
 from __future__ import annotations
@@ -12,19 +16,31 @@ from __future__ import annotations
 import functools
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy import Engine, insert, select, update
 
-from bridge.download_jobs import ACTIVE, Job, human_rate, new_job_id
+from bridge.download_jobs import (
+    ACTIVE,
+    Job,
+    human_rate,
+    new_job_id,
+    plan_from_stored,
+    source_from_stored,
+    stored_plan,
+    stored_request,
+)
+from bridge.download_policy import check_public, check_user_request
 from bridge.download_registry import REGISTRY
-from bridge.download_sources import DownloadError, Plan, Source, source_from_request
-from bridge.downloads import Downloader
+from bridge.download_sources import DownloadError, source_from_request
+from bridge.downloads import Downloader, is_stored
 from bridge.errors import Conflict, Forbidden, ModelNotFound, NotFound, ValidationError
-from local_api import audit, schema
+from local_api import audit, crypto, schema
 from local_api.compute import compute
+from local_api.crypto import SecretBox
 from local_api.db import engine
 from local_api.docs import spec
 from local_api.events import EventBus
@@ -65,6 +81,11 @@ def downloader() -> Downloader:
     return current_app.extensions["downloads"]  # type: ignore[no-any-return]
 
 
+# FT shows eta and speed as strings ("PT10M", "50MB/s"), never null; ISO 8601 has no
+# duration for "not known yet", so eta says so in words and eta_seconds is null.
+ETA_UNKNOWN = "unknown"
+
+
 def describe(job: Job) -> dict[str, Any]:
     """FT's status/progress/eta/speed, plus bytes, the source and any error."""
     eta = job.eta_seconds
@@ -74,7 +95,8 @@ def describe(job: Job) -> dict[str, Any]:
         "job_id": job.id,
         "status": job.status,
         "progress": job.progress,
-        "eta": duration(math.ceil(eta)) if eta is not None else None,
+        "eta": duration(math.ceil(eta)) if eta is not None else ETA_UNKNOWN,
+        "eta_seconds": math.ceil(eta) if eta is not None else None,
         "speed": human_rate(job.speed_bps),
         "speed_bps": job.speed_bps,
         "bytes_done": job.bytes_done,
@@ -88,16 +110,17 @@ def describe(job: Job) -> dict[str, Any]:
     return answer
 
 
-def _save(db: Engine, events: EventBus, job: Job) -> None:
-    """Upsert the job's row and plan, then push a model_status event."""
+def _save(db: Engine, events: EventBus, box: SecretBox, job: Job) -> None:
+    """Upsert the job's row and plan (URL secrets sealed), then push a model_status event."""
     now, jobs, plans = utcnow(), schema.download_jobs, schema.download_plans
     values = {
-        "model_id": job.model_id, "source": job.source.kind, "location": job.source.location,
+        "model_id": job.model_id, "source": job.source.kind, "location": job.source.display(),
         "user_id": job.user_id, "status": job.status, "bytes_done": job.bytes_done,
         "bytes_total": job.bytes_total, "speed_bps": job.speed_bps, "sha256": job.source.sha256,
         "error_type": job.error_type, "error_message": job.error_message, "updated_at": now,
     }
-    plan = {"request": job.source.as_json(), "plan": job.plan.as_json() if job.plan else None}
+    plan = {"request": stored_request(job.source, box.encrypt),
+            "plan": stored_plan(job.plan, box.encrypt) if job.plan else None}
     with db.begin() as conn:
         if conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values)).rowcount:
             conn.execute(update(plans).where(plans.c.job_id == job.id).values(**plan))
@@ -111,11 +134,12 @@ def _save(db: Engine, events: EventBus, job: Job) -> None:
     })
 
 
-def _job(row: Any) -> Job:
+def _job(row: Any, box: SecretBox) -> Job:
     plan = row["plan"]
-    return Job(row["id"], row["model_id"], Source.from_json(row["request"]), row["user_id"],
-               row["status"], row["bytes_done"], row["bytes_total"], row["speed_bps"],
-               row["error_type"], row["error_message"], Plan.from_json(plan) if plan else None)
+    return Job(row["id"], row["model_id"], source_from_stored(row["request"], box.decrypt),
+               row["user_id"], row["status"], row["bytes_done"], row["bytes_total"],
+               row["speed_bps"], row["error_type"], row["error_message"],
+               plan_from_stored(plan, box.decrypt) if plan else None)
 
 
 def _query() -> Any:
@@ -132,16 +156,21 @@ def latest(model_id: str) -> Job | None:
     query = _query().where(jobs.c.model_id == model_id).order_by(jobs.c.created_at.desc())
     with engine().connect() as conn:
         row = conn.execute(query.limit(1)).mappings().first()
-    return _job(row) if row else None
+    return _job(row, crypto.box()) if row else None
 
 
-def downloaded_by(model_id: str, user_id: int) -> bool:
-    """True when ``user_id`` started the completed download of ``model_id``."""
+def last_completed(model_id: str) -> tuple[int | None, datetime] | None:
+    """Who started the newest completed download of ``model_id``, and when it finished."""
     jobs = schema.download_jobs
+    query = (select(jobs.c.user_id, jobs.c.updated_at)
+             .where(jobs.c.model_id == model_id, jobs.c.status == "completed")
+             .order_by(jobs.c.created_at.desc()).limit(1))
     with engine().connect() as conn:
-        return conn.execute(select(jobs.c.id).where(
-            jobs.c.model_id == model_id, jobs.c.user_id == user_id,
-            jobs.c.status == "completed")).first() is not None
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    finished = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+    return row.user_id, finished
 
 
 @bp.post("/download")
@@ -153,10 +182,12 @@ def start() -> tuple[dict[str, Any], int]:
     who = current_identity()
     assert who is not None
     model_id = body.get("model_id") or _derived_id(body)
-    source = source_from_request(model_id, body)
-    if source.kind == "path" and not who.is_admin:
-        raise Forbidden("Importing from a path on the service's machine needs an admin account")
-    if compute().store.is_complete(model_id):
+    if not who.is_admin:
+        check_user_request(model_id, body)  # before the source's fields are even read
+    source = source_from_request(model_id, body, public_only=not who.is_admin)
+    if source.public_only:
+        check_public(source)
+    if is_stored(compute().store, model_id):
         raise Conflict(f"Model {model_id!r} is already stored; DELETE /models/{model_id} first",
                        details={"model_id": model_id})
     running = latest(model_id)
@@ -193,12 +224,12 @@ def status(model_id: str) -> dict[str, Any]:
     job = latest(model_id)
     if job is not None and not (job.status == "completed" and not store.is_complete(model_id)):
         return describe(job)
-    blank = {"model_id": model_id, "job_id": None, "eta": None, "speed": None,
-             "speed_bps": None, "source": None}
+    blank = {"model_id": model_id, "job_id": None, "eta": ETA_UNKNOWN, "eta_seconds": None,
+             "speed": human_rate(None), "speed_bps": None, "source": None}
     if store.is_complete(model_id):
         size = store.get(model_id).bytes
         return {**blank, "status": "ready", "progress": 1.0, "eta": duration(0),
-                "bytes_done": size, "bytes_total": size}
+                "eta_seconds": 0, "bytes_done": size, "bytes_total": size}
     if model_id in REGISTRY:
         return {**blank, "status": "downloadable", "progress": 0.0, "bytes_done": 0,
                 "bytes_total": None}
@@ -238,7 +269,8 @@ def list_jobs() -> dict[str, Any]:
         query = query.where(jobs.c.user_id == who.user_id)
     with engine().connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return {"downloads": [{**describe(_job(r)), "created_at": iso(r["created_at"]),
+    box = crypto.box()
+    return {"downloads": [{**describe(_job(r, box)), "created_at": iso(r["created_at"]),
                            "updated_at": iso(r["updated_at"])} for r in rows]}
 
 
@@ -247,14 +279,15 @@ def _init(state: BlueprintSetupState) -> None:
     app: Flask = state.app
     settings, db = app.config["SETTINGS"], app.extensions["db"]
     c = app.extensions["compute"]
-    save = functools.partial(_save, db, app.extensions["events"])
+    box = app.extensions["secret_box"]  # captured: jobs save from their own threads
+    save = functools.partial(_save, db, app.extensions["events"], box)
     loader = Downloader(c.store, save, hf_endpoint=settings.hf_endpoint or None,
                         timeout=settings.download_timeout, retries=settings.download_retries,
                         stop=c.stop)
     app.extensions["downloads"] = loader
     with db.connect() as conn:
         rows = conn.execute(_query().where(schema.download_jobs.c.status.in_(ACTIVE)))
-        jobs = [_job(r) for r in rows.mappings().all()]
+        jobs = [_job(r, box) for r in rows.mappings().all()]
     loader.clean_orphans({j.id for j in jobs})
     for job in jobs:
         loader.resume(job)

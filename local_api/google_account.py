@@ -1,4 +1,5 @@
-"""A user's Google sign-in for Colab: the pending consent, then the stored credentials."""
+"""A user's Google sign-in for Colab (pending consent, stored credentials) and what it drives:
+the control-plane client, keep-alive, release, and a runtime's limits."""
 
 # Between consent and callback the flow's parameters (client secret, PKCE verifier) are kept
 # sealed with the app's SecretBox; only the OAuth `state` is stored in clear, to find the row.
@@ -15,14 +16,14 @@ from flask import current_app
 from google.oauth2.credentials import Credentials
 from sqlalchemy import delete, null, select
 
-from bridge.errors import Forbidden, ValidationError
+from bridge.errors import BridgeError, Forbidden, ValidationError
 from colab_runtime import oauth
-from colab_runtime.colab import COLAB_URL, KEEPALIVE_URL, ColabClient
+from colab_runtime.colab import COLAB_URL, KEEPALIVE_URL, Assignment, ColabClient, KeepAlive
 from colab_runtime.drive import DRIVE_ROOT_URL
 from local_api import schema
 from local_api.crypto import SecretBox
 from local_api.db import engine
-from local_api.timeutil import utcnow
+from local_api.timeutil import duration, utcnow
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,50 @@ def colab_client(credentials: Credentials, notebook_hash: str | None = None) -> 
         notebook_hash=notebook_hash,
         clock=where.clock,
     )
+
+
+COLAB_SESSION_CAP = 12 * 3600  # free tier; paid tiers get up to 24 h
+COLAB_IDLE_RECLAIM = 90 * 60
+
+
+def colab_limits(started_at: float | None) -> dict[str, Any]:
+    """A Colab runtime's estimated time left (from the session cap) and the limits it runs under."""
+    left = COLAB_SESSION_CAP - (time.time() - float(started_at or time.time()))
+    return {"time_left": duration(max(0.0, round(left))),
+            "limits": {"session_cap": duration(COLAB_SESSION_CAP),
+                       "idle_reclaim": duration(COLAB_IDLE_RECLAIM)}}
+
+
+def start_keepalive(
+    client: ColabClient, colab: dict[str, Any], assignment: Assignment | None = None
+) -> KeepAlive:
+    """Keep a runtime alive; a restored one (token unknown) has its token renewed at once."""
+    if assignment is None:
+        assignment = Assignment(colab["endpoint"], colab.get("proxy_url", ""), "", 0.0,
+                                colab.get("accelerator", "T4"), colab.get("variant", "GPU"))
+    keeper = KeepAlive(client, assignment, interval=endpoints().keepalive_interval)
+    keeper.start()
+    return keeper
+
+
+def release_runtime(client: ColabClient | None, endpoint: str) -> str | None:
+    """Release a Colab runtime (it stops being billed); a warning for the user if it failed."""
+    try:
+        if client is None:
+            raise ValidationError("no Google sign-in to release it with")
+        client.release(endpoint)
+    except BridgeError as exc:
+        return (f"Colab runtime {endpoint} was not released ({exc.message}); release it in "
+                "Colab (Runtime > Disconnect and delete runtime)")
+    return None
+
+
+def colab_client_for(user_id: int | None, notebook_hash: str | None = None) -> ColabClient:
+    """The control-plane client of a user's stored sign-in (a stored Colab worker's owner)."""
+    credentials = stored_credentials(int(user_id or 0))
+    if credentials is None:
+        raise ValidationError("no stored Google sign-in")
+    return colab_client(credentials, notebook_hash)
 
 
 _KEEP: Any = object()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
 
 from bridge.download_registry import REGISTRY
-from bridge.errors import Forbidden, ModelNotFound
-from bridge.model_store import QUANTIZATIONS, ModelInfo
+from bridge.errors import Conflict, Forbidden, ModelNotFound
+from bridge.model_store import MANIFEST, QUANTIZATIONS, ModelInfo
 from local_api import audit, downloads
 from local_api.compute import compute
 from local_api.docs import spec
@@ -81,6 +84,24 @@ def list_models() -> dict[str, Any]:
     return {"models": models}
 
 
+def _removing() -> tuple[threading.Lock, set[str]]:
+    """Ids being removed right now (and the lock for them): their loads are refused."""
+    pair = current_app.extensions.setdefault("models_removing", (threading.Lock(), set()))
+    return pair  # type: ignore[no-any-return]
+
+
+def _downloaded_this_copy(info: ModelInfo, user_id: int) -> bool:
+    """True when ``user_id`` started the newest completed download and it made these files."""
+    last = downloads.last_completed(info.id)
+    if last is None or last[0] != user_id or info.path is None:
+        return False
+    try:  # a copy stored after that download (converted, imported) is not theirs
+        created = float(json.loads((info.path / MANIFEST).read_text())["created"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return last[1] >= datetime.fromtimestamp(created, UTC)
+
+
 @bp.delete("/<model_id>")
 @spec("Unload and remove a stored model's files (admin, or the user who downloaded it)")
 @login_required
@@ -89,13 +110,27 @@ def remove(model_id: str) -> dict[str, Any]:
     who = current_identity()
     assert who is not None
     c = compute()
-    if c.store.get(model_id).path is None:
+    info = c.store.get(model_id)
+    if info.path is None:
         raise ModelNotFound(f"Model {model_id!r} has no files here", details={"model_id": model_id})
-    if not who.is_admin and not downloads.downloaded_by(model_id, who.user_id):
-        raise Forbidden("Only an admin, or the user who downloaded a model, may remove it")
-    if c.local is not None and model_id in c.local.loaded_models():
-        c.local.unload(model_id)  # finishes its streams first, as POST /models/unload does
-    c.store.remove(model_id)
+    if not who.is_admin and not _downloaded_this_copy(info, who.user_id):
+        raise Forbidden("Only an admin, or the user who downloaded this copy of a model, may "
+                        "remove it")
+    lock, removing = _removing()
+    with lock:
+        if model_id in removing:
+            raise Conflict(f"Model {model_id!r} is already being removed")
+        removing.add(model_id)
+    # Loads check the store's status: "available" (not "ready") makes them refuse until the
+    # files are gone, so none can slip in between the unload and the removal.
+    c.store.set_status(model_id, "available")
+    try:
+        if c.local is not None:  # always: it waits for a load in progress, then frees it
+            c.local.unload(model_id)  # finishes its streams first, as POST /models/unload does
+        c.store.remove(model_id)
+    finally:
+        c.store.set_status(model_id, None)
+        removing.discard(model_id)
     bus().publish("model_status", {"model_id": model_id, "status": "removed", "progress": 0.0})
     audit.record("model_delete", model_id=model_id)
     return {"status": "deleted", "model_id": model_id}
@@ -109,6 +144,8 @@ def load() -> dict[str, Any]:
     params = body.get("parameters") or {}
     c = compute()
     model_id = body["model_id"]
+    if model_id in _removing()[1]:
+        raise Conflict(f"Model {model_id!r} is being removed", details={"model_id": model_id})
     c.require_model(model_id)
     device = params.get("device", "auto")
     quantization = params.get("quantization", "none")

@@ -1,8 +1,9 @@
 """Attached remote compute: router workers persisted in `workers`, re-attached when the app starts.
 
 A Colab worker also holds its control-plane client and a KeepAlive thread (keep-alive every
-~60 s, proxy-token renewal before expiry). Secrets (worker secret, API key) are stored with the
-app's SecretBox and never leave this module in an answer.
+~60 s, proxy-token renewal before expiry). Secrets (worker secret, API key, a URL's
+user:password) are stored with the app's SecretBox and never leave this module in an answer.
+After a database restore, ``resync(app)`` makes the attached workers match the database again.
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select
 
-from bridge.errors import BridgeError, NotFound, ValidationError
+from bridge.errors import BridgeError, Conflict, NotFound
 from bridge.openai_backend import OpenAIBackend
 from bridge.remote_backend import RemoteBackend
+from bridge.urls import has_userinfo, split_userinfo
 from colab_runtime.colab import Assignment, ColabClient, KeepAlive
 from local_api import google_account, schema
-from local_api.timeutil import duration, utcnow
+from local_api.timeutil import utcnow
 
 log = logging.getLogger("compute_bridge.remote")
-COLAB_SESSION_CAP = 12 * 3600  # free tier; paid tiers get up to 24 h
-COLAB_IDLE_RECLAIM = 90 * 60
 
 
 @dataclass
@@ -36,7 +35,7 @@ class Attached:
 
     name: str
     kind: str  # worker | openai
-    url: str
+    url: str = field(repr=False)  # as given, maybe with user:password: show it only redacted
     backend: Any
     runtime: dict[str, Any] = field(default_factory=dict)  # stored: mode, launched, colab...
     client: ColabClient | None = None  # the Colab control plane, for keep-alive and release
@@ -46,15 +45,6 @@ class Attached:
     def colab(self) -> dict[str, Any] | None:
         found = self.runtime.get("colab")
         return found if isinstance(found, dict) else None
-
-
-def public_url(url: str) -> str:
-    """A URL without credentials or query, safe to log and show."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def build_backend(name: str, kind: str, url: str, secret: str, timeout: float) -> Any:
@@ -77,9 +67,11 @@ class Remote:
     def router(self) -> Any:
         return self.app.extensions["compute"].router
 
-    def names(self) -> list[str]:
+    def names(self, *, stored: bool = False) -> list[str]:
+        """Attached workers' names; ``stored`` adds rows not attached (unreadable, restored)."""
         with self._lock:
-            return sorted(self._attached)
+            found = set(self._attached)
+        return sorted(found | set(self._stored_names()) if stored else found)
 
     def get(self, name: str) -> Attached:
         with self._lock:
@@ -88,69 +80,122 @@ class Remote:
             raise NotFound(f"no worker named {name!r} is attached", details={"worker": name})
         return found
 
-    def check_name(self, name: str) -> None:
-        """Refuse a name already used by an attached worker or the local backend."""
+    def check_name(self, name: str, *, reserve: Attached | None = None) -> None:
+        """Refuse a name already used by an attached worker or the local backend; ``reserve``
+        takes the name for that worker in the same step (a concurrent attach of it fails)."""
         local = getattr(self.router, "local", None)
         with self._lock:
-            taken = name in self._attached or (local is not None and local.name == name)
-        if taken:
-            from bridge.errors import Conflict
-
-            raise Conflict(f"a backend named {name!r} is attached; detach it or pick another name",
-                           details={"field": "name"})
+            if name in self._attached or (local is not None and local.name == name):
+                raise Conflict(f"a backend named {name!r} is attached; detach it or pick "
+                               "another name", details={"field": "name"})
+            if reserve is not None:
+                self._attached[name] = reserve
 
     def attach(
         self, attached: Attached, secret: str, user_id: int | None,
         assignment: Assignment | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Route to it, keep it alive (Colab), persist it; returns its status entry."""
-        self.check_name(attached.name)
+        """Persist it, route to it, keep it alive (Colab); returns its status entry.
+
+        The row is written first (over a stale row of the same name); on any failure nothing
+        of it stays: not routed, not listed, no keep-alive, no row.
+        """
+        self.check_name(attached.name, reserve=attached)
         attached.runtime.setdefault("started_at", time.time())
-        self.router.add_worker(attached.backend)
-        with self._lock:
-            self._attached[attached.name] = attached
-        self._start_keepalive(attached, assignment)
+        routed = False
+        try:
+            self._store(attached, secret, user_id)
+            self.router.add_worker(attached.backend)
+            routed = True
+            self._start_keepalive(attached, assignment)
+            return self.router.probe_worker(attached.name)  # type: ignore[no-any-return]
+        except BaseException:
+            self._forget(attached, unroute=routed)
+            with contextlib.suppress(Exception):
+                self._delete_row(attached.name)
+            raise
+
+    def _store(self, attached: Attached, secret: str, user_id: int | None) -> None:
+        """Write its row, replacing a stale row of that name (one not attached)."""
         box = self.app.extensions["secret_box"]
+        runtime = dict(attached.runtime)
+        if has_userinfo(attached.url):  # user:password only sealed, never in the url column
+            runtime["url_enc"] = box.encrypt(attached.url)
+        table = schema.workers
         with self.app.extensions["db"].begin() as conn:
-            conn.execute(schema.workers.insert().values(
-                name=attached.name, kind=attached.kind, url=attached.url,
-                secret_enc=box.encrypt(secret) if secret else None, runtime=attached.runtime,
+            if conn.execute(delete(table).where(table.c.name == attached.name)).rowcount:
+                log.warning("replacing the stored record of worker %s (it was not attached)",
+                            attached.name)
+            conn.execute(table.insert().values(
+                name=attached.name, kind=attached.kind, url=split_userinfo(attached.url)[0],
+                secret_enc=box.encrypt(secret) if secret else None, runtime=runtime,
                 created_by=user_id, created_at=utcnow(),
             ))  # fmt: skip
-        return self.router.probe_worker(attached.name)  # type: ignore[no-any-return]
+
+    def _forget(self, attached: Attached, *, unroute: bool) -> None:
+        """Stop routing to it (closing its connections), drop it, stop its keep-alive."""
+        with self._lock:
+            if self._attached.get(attached.name) is attached:
+                del self._attached[attached.name]
+        if attached.keepalive is not None:
+            attached.keepalive.stop()
+        if unroute:
+            with contextlib.suppress(NotFound):
+                self.router.remove_worker(attached.name)
+
+    def _delete_row(self, name: str) -> bool:
+        with self.app.extensions["db"].begin() as conn:
+            return bool(conn.execute(
+                delete(schema.workers).where(schema.workers.c.name == name)).rowcount)
+
+    def _stored_names(self) -> list[str]:
+        with self.app.extensions["db"].connect() as conn:
+            return [str(r[0]) for r in conn.execute(select(schema.workers.c.name))]
 
     def detach(self, name: str) -> dict[str, Any]:
         """Stop routing to it, stop a worker we launched, release its Colab runtime, forget it."""
-        attached = self.get(name)
         answer: dict[str, Any] = {"status": "disconnected", "worker": name, "stopped": False,
                                   "released": None, "warnings": []}
+        with self._lock:
+            attached = self._attached.get(name)
+        if attached is None:
+            return self._detach_stored(name, answer)
         if attached.runtime.get("launched") and isinstance(attached.backend, RemoteBackend):
             try:  # before the router closes its connections; in-flight answers fail over
                 attached.backend.shutdown()
                 answer["stopped"] = True
             except BridgeError as exc:
                 answer["warnings"].append(f"could not stop the worker: {exc.message}")
-        self.router.remove_worker(name)
-        with self._lock:
-            self._attached.pop(name, None)
-        if attached.keepalive is not None:
-            attached.keepalive.stop()
+        self._forget(attached, unroute=True)
         colab = attached.colab
         if colab is not None:
-            try:
-                if attached.client is None:
-                    raise ValidationError("no Google sign-in to release it with")
-                attached.client.release(colab["endpoint"])
-                answer["released"] = colab["endpoint"]
-            except BridgeError as exc:
-                answer["warnings"].append(
-                    f"Colab runtime {colab['endpoint']} was not released ({exc.message}); "
-                    "release it in Colab (Runtime > Disconnect and delete runtime)")
+            self._release(attached.client, colab, answer)
         with contextlib.suppress(Exception):
             attached.backend.close()
-        with self.app.extensions["db"].begin() as conn:
-            conn.execute(delete(schema.workers).where(schema.workers.c.name == name))
+        self._delete_row(name)
         return answer
+
+    def _detach_stored(self, name: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """A row that is not attached (unreadable secret, a restored database): remove it."""
+        with self.app.extensions["db"].connect() as conn:
+            row = conn.execute(select(schema.workers).where(schema.workers.c.name == name)
+                               ).mappings().first()
+        if row is None:
+            raise NotFound(f"no worker named {name!r} is attached", details={"worker": name})
+        colab = (row["runtime"] or {}).get("colab")
+        if isinstance(colab, dict):
+            self._release(self._colab_client(colab, row["created_by"]), colab, answer)
+        self._delete_row(name)
+        answer["warnings"].append("it was stored but not attached; its record was removed")
+        return answer
+
+    def _release(self, client: ColabClient | None, colab: dict[str, Any],
+                 answer: dict[str, Any]) -> None:
+        warning = google_account.release_runtime(client, colab["endpoint"])
+        if warning:
+            answer["warnings"].append(warning)
+        else:
+            answer["released"] = colab["endpoint"]
 
     def describe(self, name: str) -> dict[str, Any]:
         """What /system/status adds to a worker: mode, time left (Colab), keep-alive state."""
@@ -158,14 +203,9 @@ class Remote:
             attached = self._attached.get(name)
         if attached is None:
             return {"time_left": None}
-        colab = attached.colab
         extra: dict[str, Any] = {"mode": attached.runtime.get("mode"), "time_left": None}
-        if colab is not None or attached.runtime.get("runtime_type") == "colab":
-            started = float(attached.runtime.get("started_at") or time.time())
-            left = COLAB_SESSION_CAP - (time.time() - started)
-            extra["time_left"] = duration(max(0.0, round(left)))
-            extra["limits"] = {"session_cap": duration(COLAB_SESSION_CAP),
-                               "idle_reclaim": duration(COLAB_IDLE_RECLAIM)}
+        if attached.colab is not None or attached.runtime.get("runtime_type") == "colab":
+            extra.update(google_account.colab_limits(attached.runtime.get("started_at")))
         if attached.keepalive is not None:
             error = attached.keepalive.last_error
             extra["keepalive"] = {"endpoint": attached.keepalive.assignment.endpoint,
@@ -176,49 +216,61 @@ class Remote:
         colab = attached.colab
         if colab is None or attached.client is None:
             return
-        if assignment is None:  # restored: token unknown, so the first round renews it
-            assignment = Assignment(colab["endpoint"], colab.get("proxy_url", ""), "", 0.0,
-                                    colab.get("accelerator", "T4"), colab.get("variant", "GPU"))
-        interval = google_account.endpoints().keepalive_interval
-        attached.keepalive = KeepAlive(attached.client, assignment, interval=interval)
-        attached.keepalive.start()
+        attached.keepalive = google_account.start_keepalive(attached.client, colab, assignment)
 
     def restore(self) -> None:
-        """Re-attach every stored worker (probes run in the background)."""
+        """Re-attach every stored worker not attached yet (probes run in the background)."""
         with self.app.extensions["db"].connect() as conn:
             rows = conn.execute(select(schema.workers)).mappings().all()
         box = self.app.extensions["secret_box"]
         for row in rows:
+            if row["name"] in self.names():
+                continue
             runtime = dict(row["runtime"] or {})
             try:
                 secret = box.decrypt(row["secret_enc"]) if row["secret_enc"] else ""
-                backend = build_backend(row["name"], row["kind"], row["url"], secret,
+                sealed = runtime.pop("url_enc", None)
+                url = box.decrypt(sealed) if sealed else row["url"]
+                backend = build_backend(row["name"], row["kind"], url, secret,
                                         float(runtime.get("timeout") or 60))
                 self.router.add_worker(backend)
             except BridgeError as exc:
                 log.error("cannot re-attach worker %s: %s", row["name"], exc.message)
                 continue
-            attached = Attached(row["name"], row["kind"], row["url"], backend, runtime)
+            attached = Attached(row["name"], row["kind"], url, backend, runtime)
             with self._lock:
                 self._attached[attached.name] = attached
             if attached.colab is not None:
-                self._restore_colab(attached, row["created_by"])
+                attached.client = self._colab_client(attached.colab, row["created_by"])
+                self._start_keepalive(attached)
         if rows:
             threading.Thread(target=self._probe_restored, daemon=True).start()
 
-    def _restore_colab(self, attached: Attached, user_id: int | None) -> None:
-        colab = attached.colab or {}
+    def resync(self) -> dict[str, list[str]]:
+        """After a database restore: forget the attached workers, re-attach the stored ones.
+
+        A worker attached now but absent from the restored database is no longer routed to
+        (it keeps running; its Colab runtime is no longer kept alive).
+        """
+        with self._lock:
+            before = list(self._attached.values())
+        for attached in before:
+            self._forget(attached, unroute=True)
+        with self.app.app_context():
+            self.restore()
+        after = self.names()
+        dropped = sorted(a.name for a in before if a.name not in after)
+        for name in dropped:
+            log.warning("worker %s is not in the restored database: no longer routed", name)
+        return {"attached": after, "dropped": dropped}
+
+    def _colab_client(self, colab: dict[str, Any], user_id: int | None) -> ColabClient | None:
         try:
-            credentials = google_account.stored_credentials(int(user_id or 0))
-            if credentials is None:
-                raise ValidationError("no stored Google sign-in")
-            client = google_account.colab_client(credentials, colab.get("notebook_hash"))
+            return google_account.colab_client_for(user_id, colab.get("notebook_hash"))
         except BridgeError as exc:
-            log.warning("no keep-alive for %s (%s); sign in again to renew it", attached.name,
-                        exc.message)
-            return
-        attached.client = client
-        self._start_keepalive(attached)
+            log.warning("no keep-alive or release for Colab runtime %s (%s); sign in again",
+                        colab.get("endpoint"), exc.message)
+            return None
 
     def _probe_restored(self) -> None:
         for name in self.names():
@@ -239,6 +291,12 @@ class Remote:
 
 def remote() -> Remote:
     return current_app.extensions["remote"]  # type: ignore[no-any-return]
+
+
+def resync(app: Flask) -> dict[str, list[str]]:
+    """Re-read the attached workers from the database (call it after restoring a backup)."""
+    registry: Remote = app.extensions["remote"]
+    return registry.resync()
 
 
 def init_app(app: Flask) -> None:

@@ -8,6 +8,7 @@ import psutil
 from flask import Blueprint
 
 from bridge.router import models_of
+from bridge.urls import redact_url
 from local_api.compute import compute
 from local_api.docs import spec
 from local_api.identity import login_required
@@ -65,7 +66,7 @@ def resources() -> dict[str, Any]:
 def _remote_details(backends: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each attached worker with AQ's runtime_info and its time left (Colab; else null)."""
     from local_api.attach import summary
-    from local_api.remote import public_url, remote
+    from local_api.remote import remote
 
     registry = remote()
     for entry in backends:
@@ -73,7 +74,7 @@ def _remote_details(backends: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         raw = entry.get("runtime_info") or {}
         entry["runtime_info"] = {**summary(raw), "details": raw}
-        entry["url"] = public_url(entry["url"]) if entry.get("url") else None
+        entry["url"] = redact_url(entry["url"]) if entry.get("url") else None
         entry.update(registry.describe(entry["name"]))
     return backends
 

@@ -34,6 +34,8 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if not self._thread.is_alive():  # stopped already (a test took it away)
+            return
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -10,7 +10,7 @@
 Bodies honour ``Range`` and ``If-Range``. Knobs, keyed by file name: ``missing`` (404),
 ``hang`` (headers, then nothing), ``cuts`` (close the connection after N bytes, once per
 entry), ``corrupt`` (same length, other bytes), and ``delay`` seconds per 64 KiB chunk.
-Every request is recorded with its Range header in ``requests``.
+Every request is recorded (path, query, Authorization, Range, If-Range) in ``requests``.
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, body: bool) -> None:
         path = unquote(urlsplit(self.path).path)
         self.hub.requests.append({"method": self.command, "path": path,
+                                  "query": urlsplit(self.path).query,
+                                  "authorization": self.headers.get("Authorization"),
                                   "range": self.headers.get("Range"),
                                   "if_range": self.headers.get("If-Range")})
         if path.rsplit("/", 1)[-1] in self.hub.missing:

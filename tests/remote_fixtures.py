@@ -39,6 +39,7 @@ class Google:
     colab: ColabState
     drive: DriveState
     endpoints: GoogleEndpoints
+    oauth_server: LoopbackServer | None = None  # stop it to make the token endpoint unreachable
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -66,7 +67,7 @@ def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Google]:
             keepalive_interval=3600.0,  # tests call tick() themselves
             clock=lambda: colab.now,
         )
-        yield Google(oauth, colab, drive, endpoints)
+        yield Google(oauth, colab, drive, endpoints, oauth_server=o)
 
 
 def sign_in(client: FlaskClient, auth_url: str) -> dict[str, object]:

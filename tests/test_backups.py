@@ -389,3 +389,27 @@ def test_offsite_copy_to_drive_after_google_sign_in(
     assert failed["offsite"]["status"] == "failed"
     assert failed["offsite"]["error"]["code"] == "BACKEND_UNAVAILABLE"
     assert failed["backup_id"] in [b["id"] for b in _listed(api, headers)]  # local copy stands
+
+
+def test_a_restore_reattaches_the_workers_its_database_holds(make_app: Any, home: Path) -> None:
+    from colab_runtime.worker import EchoBackend, WorkerServer, create_worker_app
+
+    secret = "s" * 32
+    worker = WorkerServer(create_worker_app(EchoBackend(), secret)).start()
+    try:
+        api = make_app({"home": home}).test_client()
+        headers = Auth(api).headers("admin")
+        before = api.post(f"{API}/db/backup", headers=headers).get_json()["backup_id"]
+        attached = api.post(f"{API}/system/colab/connect", headers=headers, json={
+            "worker_url": worker.url, "worker_secret": secret, "name": "gpu-box"})
+        assert attached.status_code == 200, attached.get_json()
+        restored = api.post(f"{API}/db/restore/{before}", headers=headers).get_json()
+        assert restored["workers"] == {"attached": [], "dropped": ["gpu-box"]}
+        names = [b["name"] for b in api.get(f"{API}/system/status",
+                                            headers=headers).get_json()["backends"]]
+        assert names == ["local"]  # the restored database never had gpu-box
+        again = api.post(f"{API}/db/restore/{restored['safety_backup_id']}",
+                         headers=headers).get_json()
+        assert again["workers"]["attached"] == ["gpu-box"]
+    finally:
+        worker.stop()

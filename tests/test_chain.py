@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 from flask import Flask
+from sqlalchemy import text
 
 from bridge.model_store import DEFAULT_MODEL_ID
 from tests.conftest import Auth, LiveServer
@@ -188,3 +189,40 @@ def test_colab_connect_keep_alive_token_renewal_and_release(
     while worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the worker did not stop on /shutdown"
         time.sleep(0.1)
+
+
+def wait_until_gone(jupyter: Jupyter, seconds: float = 20) -> list[psutil.Process]:  # noqa: F811
+    deadline = time.monotonic() + seconds
+    while (alive := [p for p in workers_of(jupyter) if p.status() != psutil.STATUS_ZOMBIE]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
+def test_a_launched_worker_is_stopped_when_its_attach_fails(
+    serve: Any, jupyter: Jupyter, reap: None  # noqa: F811
+) -> None:
+    http, headers, app = serve()
+    with app.extensions["db"].begin() as conn:  # the database refuses the new row
+        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON workers "
+                          "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+    answer = http.post(CONNECT, headers=headers, json={
+        "runtime_url": jupyter.url, "token": jupyter.token, "tunnel": "none", "name": "lab"})
+    assert answer.status_code == 500, answer.text
+    assert wait_until_gone(jupyter) == []  # not left running with its model loaded
+    names = [b["name"] for b in http.get("/api/v1/system/status", headers=headers)
+             .json()["backends"]]
+    assert names == ["local"]
+
+
+def test_the_connect_timeout_bounds_the_launch_and_leaves_no_worker(
+    serve: Any, jupyter: Jupyter, reap: None  # noqa: F811
+) -> None:
+    http, headers, _ = serve()
+    started = time.monotonic()
+    answer = http.post(CONNECT, headers=headers, json={
+        "runtime_url": jupyter.url, "token": jupyter.token, "tunnel": "none", "timeout": 1})
+    assert answer.status_code == 503, answer.text
+    assert "did not start in 1s" in answer.json()["error"]["message"]
+    assert time.monotonic() - started < 60
+    assert wait_until_gone(jupyter) == []

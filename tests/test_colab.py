@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
+import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
+from google.auth.transport.requests import AuthorizedSession
+from google.oauth2.credentials import Credentials
+from requests.adapters import HTTPAdapter
 
 from bridge.errors import (
     BackendUnavailable,
@@ -214,3 +220,53 @@ def test_keepalive_thread_starts_and_stops(colab, session) -> None:
     count = len(state.keepalives)
     time.sleep(0.05)
     assert len(state.keepalives) == count
+
+
+def test_an_unreachable_token_endpoint_is_backend_unavailable(colab) -> None:
+    state, url = colab
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    credentials = Credentials(
+        token="stale", refresh_token="refresh", client_id="c", client_secret="s",
+        token_uri=f"http://127.0.0.1:{closed}/token",
+        expiry=datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(1),
+    )  # fmt: skip
+    with AuthorizedSession(credentials) as google_session:
+        client = make_client(colab, google_session)
+        with pytest.raises(BackendUnavailable, match="cannot renew the Google sign-in"):
+            client.assign()
+    assert state.requests == []  # it never got as far as Colab
+
+
+class FailingOnce(HTTPAdapter):
+    """A transport that raises something unexpected once, then works."""
+
+    def __init__(self, failures: int = 1) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("boom")
+        return super().send(*args, **kwargs)
+
+
+def test_keepalive_outlives_an_unexpected_error(colab, session) -> None:
+    state, _ = colab
+    client = make_client(colab, session)
+    keeper = KeepAlive(client, client.assign(), interval=0.01)
+    session.mount("http://", FailingOnce())
+    keeper.tick()  # recorded, not raised
+    assert isinstance(keeper.last_error, BackendUnavailable)
+    assert "RuntimeError: boom" in keeper.last_error.message
+    session.mount("http://", FailingOnce())
+    keeper.start()  # the thread's first round fails the same way; it goes on
+    try:
+        deadline = time.monotonic() + 10
+        while len(state.keepalives) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        keeper.stop()
+    assert len(state.keepalives) >= 2 and keeper.last_error is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +83,16 @@ def rows(home: Path, sql: str) -> list[Any]:
         engine.dispose()
 
 
+def execute(home: Path, *statements: str) -> None:
+    engine = create_engine(f"sqlite:///{home / 'bridge.db'}")
+    try:
+        with engine.begin() as conn:
+            for sql in statements:
+                conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
 def worker_entry(client: FlaskClient, headers: dict[str, str], name: str) -> dict[str, Any]:
     status = client.get("/api/v1/system/status", headers=headers).get_json()
     found = [b for b in status["backends"] if b["name"] == name]
@@ -140,8 +152,21 @@ def test_attach_a_running_worker_route_to_it_and_detach(
          "token"),
         ({"runtime_url": "http://127.0.0.1:1", "tunnel": "ngrok"}, 400, "VALIDATION_ERROR",
          "ngrok_token"),
-        ({"credentials": {"client_id": "a", "client_secret": "b"}}, 400, "VALIDATION_ERROR",
-         "ngrok_token"),
+        ({"worker_url": "URL?token=x", "worker_secret": SECRET}, 400, "VALIDATION_ERROR",
+         "worker_url"),  # would be probed as /?token=x/health and called a wrong secret
+        ({"runtime_url": "http://127.0.0.1:1/lab#frag", "tunnel": "none"}, 400,
+         "VALIDATION_ERROR", "runtime_url"),
+        ({"openai_base_url": "http://127.0.0.1:1/v1?key=k"}, 400, "VALIDATION_ERROR",
+         "openai_base_url"),
+        ({"base_url": "http://127.0.0.1:1/v1#x"}, 400, "VALIDATION_ERROR", "base_url"),
+        ({"runtime_url": "http://127.0.0.1:1", "package_spec": "-e ."}, 400,
+         "VALIDATION_ERROR", "package_spec"),
+        ({"runtime_url": "http://127.0.0.1:1", "package_spec": "x --index-url http://evil"},
+         400, "VALIDATION_ERROR", "package_spec"),
+        ({"runtime_url": "http://u:p@127.0.0.1:1", "token": "t"}, 400, "VALIDATION_ERROR",
+         "runtime_url"),
+        ({"worker_url": "URL", "worker_secret": SECRET, "package_spec": "x"}, 400,
+         "VALIDATION_ERROR", "package_spec"),
         ({"worker_url": "URL", "worker_secret": SECRET, "name": "bad name"}, 400,
          "VALIDATION_ERROR", "name"),
         ({"worker_url": "URL", "worker_secret": SECRET, "name": "local"}, 409, "CONFLICT", "name"),
@@ -161,8 +186,8 @@ def test_bad_connects_are_refused_and_store_nothing(
 ) -> None:
     headers = admin(api)
     with LiveServer(Flask("foreign")) as not_a_worker:
-        body = {k: (worker.url if v == "URL" else not_a_worker.url if v == "FOREIGN" else v)
-                for k, v in body.items()}
+        body = {k: (worker.url + v[3:] if isinstance(v, str) and v.startswith("URL")
+                    else not_a_worker.url if v == "FOREIGN" else v) for k, v in body.items()}
         answer = api.post(CONNECT, headers=headers, json=body)
     error = answer.get_json()["error"]
     assert (answer.status_code, error["code"]) == (status, code), error
@@ -225,7 +250,7 @@ def test_a_hanging_worker_times_out_and_the_stream_completes_locally(
 ) -> None:
     headers = admin(api)
     api.post(CONNECT, headers=headers, json={
-        "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1", "timeout": 1})
+        "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1", "read_timeout": 1})
     gpu.hang_after = 2
     local.default = WORKER_ANSWER
     answer = api.post("/api/v1/chat/completion", headers=headers,
@@ -408,3 +433,187 @@ def test_a_colab_worker_comes_back_with_its_keep_alive_after_a_restart(
     assert google.colab.keepalives == ["gpu-t4-s-9"]
     gone = again.test_client().delete(CONNECT, headers=headers).get_json()
     assert gone["released"] == "gpu-t4-s-9" and google.colab.assignments == {}
+
+
+PASSWORD = "pw-9Xq-tunnel-secret"
+
+
+def basic_auth(app: Flask, user: str, password: str) -> Flask:
+    """Put HTTP basic auth in front of a worker, as an ngrok tunnel with basic_auth does."""
+    inner = app.wsgi_app
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_AUTHORIZATION") != expected:
+            start_response("401 UNAUTHORIZED", [("Content-Type", "text/plain")])
+            return [b"tunnel: basic auth required"]
+        return inner(environ, start_response)
+
+    app.wsgi_app = guarded  # type: ignore[method-assign]
+    return app
+
+
+def test_credentials_in_a_worker_url_never_show_and_still_work_after_a_restart(
+    build: Callable[..., Flask], make_app: Callable[..., Flask], gpu: FakeBackend, home: Path,
+    google: Google, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    guarded = WorkerServer(basic_auth(create_worker_app(gpu, SECRET, runtime_info=RUNTIME),
+                                      "alice", PASSWORD)).start()
+    port = guarded.port
+    url = f"http://alice:{PASSWORD}@127.0.0.1:{port}"
+    first = build(failure_threshold=1).test_client()
+    headers = admin(first)
+    try:
+        answer = first.post(CONNECT, headers=headers, json={
+            "worker_url": url, "worker_secret": SECRET, "name": "gpu1"})
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["url"] == f"http://127.0.0.1:{port}"
+        assert ask(first, headers)["backend"] == "gpu1"  # the tunnel's basic auth went along
+    finally:
+        guarded.stop()
+    assert ask(first, headers)["backend"] == "local"  # the worker is gone
+    status = first.get("/api/v1/system/status", headers=headers)
+    entry = worker_entry(first, headers, "gpu1")
+    assert entry["last_error"] and entry["url"] == f"http://127.0.0.1:{port}"
+    (stored,) = rows(home, "SELECT url, runtime, secret_enc FROM workers")
+    audit = rows(home, "SELECT details FROM audit_log")
+    for seen in (status.get_data(as_text=True), json.dumps([list(stored), [a[0] for a in audit]])):
+        assert PASSWORD not in seen
+    assert stored[0] == f"http://127.0.0.1:{port}"
+
+    back = WorkerServer(basic_auth(create_worker_app(gpu, SECRET, runtime_info=RUNTIME),
+                                   "alice", PASSWORD), port=port).start()
+    try:  # a restart: the sealed URL brings the credentials back
+        again = build().test_client()
+        again.application.extensions["compute"].router.probe_all()
+        assert worker_entry(again, headers, "gpu1")["healthy"] is True
+        assert ask(again, headers)["backend"] == "gpu1"
+    finally:
+        back.stop()
+    alone = make_app({"home": home}, router=Router(None, failure_threshold=1),
+                     google=google.endpoints).test_client()  # no local backend to fall back on
+    alone.application.extensions["compute"].router.probe_all()
+    refused = alone.post("/api/v1/chat/completion", headers=headers,
+                         json={"prompt": "Capital of France?"})
+    assert refused.status_code == 503, refused.get_json()
+    message = refused.get_json()["error"]["message"]
+    assert "gpu1" in message and PASSWORD not in message
+    assert PASSWORD not in caplog.text
+
+
+def test_a_stale_stored_worker_is_replaced_and_one_never_attached_can_be_detached(
+    build: Callable[..., Flask], worker: WorkerServer, home: Path
+) -> None:
+    build()  # creates the database
+    stale = ("INSERT INTO workers (name, kind, url, secret_enc, runtime, created_at) VALUES "
+             "('{}', 'worker', 'http://127.0.0.1:9', 'no-longer-decrypts', '{{}}', "
+             "'2024-01-01 00:00:00')")
+    execute(home, stale.format("gpu1"), stale.format("ghost"))
+    api = build().test_client()  # both rows are skipped at restore: their secret is unreadable
+    headers = admin(api)
+    assert [b["name"] for b in api.get("/api/v1/system/status", headers=headers)
+            .get_json()["backends"]] == ["local"]
+
+    answer = api.post(CONNECT, headers=headers, json={
+        "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1"})
+    assert answer.status_code == 200, answer.get_json()
+    assert rows(home, "SELECT name, url FROM workers ORDER BY name") == [
+        ("ghost", "http://127.0.0.1:9"), ("gpu1", worker.url)]
+    assert ask(api, headers)["backend"] == "gpu1"
+
+    gone = api.delete(CONNECT, headers=headers, json={"name": "ghost"})
+    assert gone.status_code == 200, gone.get_json()
+    assert gone.get_json()["worker"] == "ghost" and gone.get_json()["warnings"]
+    assert rows(home, "SELECT name FROM workers") == [("gpu1",)]
+    assert ask(api, headers)["backend"] == "gpu1"  # the attached one is untouched
+
+
+def test_a_worker_whose_row_cannot_be_written_is_not_routed_to(
+    api: FlaskClient, worker: WorkerServer, home: Path
+) -> None:
+    headers = admin(api)
+    execute(home, "CREATE TRIGGER refuse BEFORE INSERT ON workers "
+                  "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    answer = api.post(CONNECT, headers=headers, json={
+        "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1"})
+    assert answer.status_code == 500 and answer.get_json()["error"]["code"] == "INTERNAL_ERROR"
+    names = [b["name"] for b in api.get("/api/v1/system/status", headers=headers)
+             .get_json()["backends"]]
+    assert names == ["local"] and ask(api, headers)["backend"] == "local"
+    assert api.delete(CONNECT, headers=headers).status_code == 404
+    execute(home, "DROP TRIGGER refuse")
+    again = api.post(CONNECT, headers=headers, json={
+        "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1"})
+    assert again.status_code == 200, again.get_json()  # nothing of the failed try was left
+
+
+def test_resync_after_a_database_restore_attaches_what_the_database_holds(
+    api: FlaskClient, worker: WorkerServer, home: Path
+) -> None:
+    from local_api.remote import resync
+
+    headers = admin(api)
+    assert api.post(CONNECT, headers=headers, json={
+        "worker_url": worker.url, "worker_secret": SECRET, "name": "today"}).status_code == 200
+    app = api.application
+    sealed = app.extensions["secret_box"].encrypt(SECRET)
+    execute(home, "DELETE FROM workers",  # the backup holds another worker, not today's
+            "INSERT INTO workers (name, kind, url, secret_enc, runtime, created_at) VALUES "
+            f"('yesterday', 'worker', '{worker.url}', '{sealed}', '{{}}', '2024-01-01 00:00')")
+    assert resync(app) == {"attached": ["yesterday"], "dropped": ["today"]}
+    app.extensions["compute"].router.probe_all()
+    names = [b["name"] for b in api.get("/api/v1/system/status", headers=headers)
+             .get_json()["backends"]]
+    assert names == ["local", "yesterday"]
+    assert ask(api, headers)["backend"] == "yesterday"
+
+
+def test_the_alpha_q_body_asks_for_consent_before_any_tunnel_check(
+    api: FlaskClient, google: Google, home: Path  # noqa: F811
+) -> None:
+    headers = admin(api)
+    body = {"credentials": google.credentials}  # AQ's documented body: no tunnel fields
+    first = api.post(CONNECT, headers=headers, json=body)
+    assert first.status_code == 200, first.get_json()
+    assert first.get_json()["status"] == "authorization_required"
+    assert first.get_json()["auth_url"].startswith(google.endpoints.auth_uri + "?")
+    sign_in(api, first.get_json()["auth_url"])
+    for extra in ({}, {"tunnel": "ngrok"}):
+        answer = api.post(CONNECT, headers=headers, json={**body, **extra})
+        assert answer.status_code == 400, answer.get_json()
+        assert answer.get_json()["error"]["details"]["field"] == "ngrok_token"
+    assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
+
+
+def test_an_unreachable_google_token_endpoint_is_503_and_keeps_the_sign_in(
+    api: FlaskClient, google: Google, home: Path  # noqa: F811
+) -> None:
+    headers = admin(api)
+    body = {"credentials": google.credentials, "tunnel": "none"}
+    sign_in(api, api.post(CONNECT, headers=headers, json=body).get_json()["auth_url"])
+    google.oauth.tokens.access.clear()  # Colab refuses the token: it must be refreshed...
+    assert google.oauth_server is not None
+    google.oauth_server.__exit__(None, None, None)  # ...at a token endpoint that is down
+    answer = api.post(CONNECT, headers=headers, json=body)
+    assert answer.status_code == 503, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "BACKEND_UNAVAILABLE"
+    assert "Google sign-in" in answer.get_json()["error"]["message"]
+    (stored,) = rows(home, "SELECT credentials_enc FROM google_accounts")
+    assert stored[0]  # a network fault is not a revoked sign-in
+    assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
+
+
+def test_the_launch_pins_this_version_unless_a_package_spec_is_given(api: FlaskClient) -> None:
+    from importlib.metadata import version
+
+    from local_api.attach import launch_parameters
+
+    with api.application.app_context():
+        params = launch_parameters({"tunnel": "none", "timeout": 120}, "s" * 32,
+                                   "http://127.0.0.1:8888")
+        own = launch_parameters({"package_spec": "git+https://example.org/cb@v1"}, "s" * 32,
+                                "http://gpu-box:8888")
+    assert params["package_spec"] == f"compute-bridge=={version('compute-bridge')}"
+    assert (params["start_timeout"], params["host"]) == (120.0, "127.0.0.1")
+    assert (own["package_spec"], own["host"]) == ("git+https://example.org/cb@v1", "0.0.0.0")

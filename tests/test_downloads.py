@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
 import os
 import re
+import socket
 import tarfile
+import threading
 import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator
@@ -23,8 +26,10 @@ from sqlalchemy import select
 
 from bridge.config import Settings
 from bridge.model_store import DEFAULT_MODEL_ID, MANIFEST, ModelStore
+from bridge.router import Router
 from local_api import downloads, schema
 from tests.conftest import Auth, LiveServer
+from tests.fakes import LocalFake
 from tests.hub_standin import HubStandin
 
 API = "/api/v1/models"
@@ -142,9 +147,11 @@ def test_ft_registry_body_shows_progress_eta_speed_and_pushes_events(
         assert started.status_code == 202
         body = started.get_json()
         assert body["status"] == "downloading" and body["progress"] == 0.0
+        # FT shows eta and speed as strings: never null, even before anything is measured
+        assert (body["eta"], body["eta_seconds"], body["speed"]) == ("unknown", None, "0B/s")
         assert body["bytes_total"] == sum(len(v) for k, v in files.items() if k != "README.md")
         midway = wait(client, "smollm2-360m-instruct", headers,
-                      lambda b: finished(b) or (0 < b["progress"] < 1 and b["eta"] is not None))
+                      lambda b: finished(b) or (0 < b["progress"] < 1 and b["eta_seconds"]))
         assert midway["status"] == "downloading", midway
         assert re.fullmatch(r"PT(\d+M)?\d+S", midway["eta"]), midway["eta"]
         assert re.fullmatch(r"[\d.]+(B|KB|MB|GB)/s", midway["speed"]), midway["speed"]
@@ -158,6 +165,7 @@ def test_ft_registry_body_shows_progress_eta_speed_and_pushes_events(
                 events.append(frame["data"])
         ws.close()
     assert {e["model_id"] for e in events} == {"smollm2-360m-instruct"}
+    assert all(re.fullmatch(r"[\d.]+(B|KB|MB|GB)/s", e["speed"]) for e in events), events
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) >= 3
     assert any(0 < p < 1 for p in progress)
@@ -220,32 +228,49 @@ def test_cancel_mid_download_leaves_no_half_file(
     assert again.status_code == 404 and again.get_json()["error"]["code"] == "NOT_FOUND"
 
 
-def test_restart_mid_download_resumes_with_range(
+def files_holding(root: Path, *secrets: bytes) -> list[Path]:
+    """Files under ``root`` (database, WAL, manifests, partial files) holding any secret."""
+    return [p for p in sorted(root.rglob("*"))
+            if p.is_file() and any(s in p.read_bytes() for s in secrets)]
+
+
+def test_restart_mid_download_resumes_a_signed_url_kept_sealed_at_rest(
     client: FlaskClient, auth: Auth, hub: HubStandin, app: Flask,
     make_app: Callable[..., Flask], config: dict[str, Any],
 ) -> None:  # fmt: skip
     data = os.urandom(3_000_000)
     url = hub.add_file("weights.bin", data)
+    signed = url.replace("http://", "http://mirror-user:pw-hunter2@") + "?sig=sig-s3cr3t-42&e=9"
+    secrets = (b"pw-hunter2", b"sig-s3cr3t-42")
     hub.delay = 0.03
     headers = auth.headers()
-    client.post(f"{API}/download", headers=headers,
-                json={"model_id": "resumable", "url": url, "sha256": sha256(data)})
+    started = client.post(f"{API}/download", headers=headers,
+                          json={"model_id": "resumable", "url": signed, "sha256": sha256(data)})
+    assert started.status_code == 202 and started.get_json()["source"]["location"] == url
     wait(client, "resumable", headers, lambda b: b["progress"] >= 0.2)
     downloads.close(app)  # the service stops; its worker threads end mid-file
     (partial,) = [p for p in partials(app) if p.is_file()]
     have = partial.stat().st_size
     assert 0 < have < len(data)
-    assert [j["status"] for j in jobs(app)] == ["downloading"]
+    assert [(j["status"], j["location"]) for j in jobs(app)] == [("downloading", url)]
+    assert files_holding(config["home"], *secrets) == []  # sealed in the database
     hub.delay = 0.0
     again = make_app(config)  # a new service on the same BRIDGE_HOME
     second = again.test_client()
     done = wait(second, "resumable", headers, finished)
     assert done["status"] == "completed", done
     assert hub.ranges("weights.bin")[-1] == f"bytes={have}-"
-    assert hub.requests[-1]["if_range"]  # the resume is tied to the ETag it started with
+    resumed = hub.requests[-1]  # the full URL came back out of the seal after the restart
+    assert resumed["if_range"]  # the resume is tied to the ETag it started with
+    assert resumed["query"] == "sig=sig-s3cr3t-42&e=9"
+    assert resumed["authorization"] == "Basic " + base64.b64encode(
+        b"mirror-user:pw-hunter2").decode()
     path = store(again).verify("resumable").path
     assert path is not None and (path / "weights.bin").read_bytes() == data
     assert partials(again) == []
+    listed = second.get(f"{API}/downloads", headers=headers).get_json()["downloads"]
+    assert [d["source"]["location"] for d in listed] == [url]
+    assert files_holding(config["home"], *secrets) == []
 
 
 @pytest.fixture
@@ -355,6 +380,15 @@ def test_bad_requests_get_the_envelope_and_change_nothing(
         ({"model_id": "x", "repo_id": "org/m", "revision": "../main"}, 400, "VALIDATION_ERROR"),
         ({"model_id": "x", "repo_id": "org/m", "url": "http://a/b"}, 400, "VALIDATION_ERROR"),
         ({"model_id": "x", "url": "http://a/b", "sha256": "abc"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "url": "http://[::1"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "url": "http://a:99999/b"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "url": "http://a/b\x00c"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "url": "http://a/b c"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "url": "http://user@/b"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "source": "path", "path": "~nosuchuser-zz/x"}, 400,
+         "VALIDATION_ERROR"),
+        ({"model_id": "x", "source": "path", "path": "/tmp/a\x00b"}, 400, "VALIDATION_ERROR"),
+        ({"model_id": "x", "source": "path", "path": "/" + "a" * 300}, 400, "VALIDATION_ERROR"),
         ({"model_id": "x", "source": "path", "path": "relative/dir"}, 400, "VALIDATION_ERROR"),
         ({"model_id": "x", "source": "path", "path": str(store(app).root)}, 400,
          "VALIDATION_ERROR"),
@@ -367,9 +401,11 @@ def test_bad_requests_get_the_envelope_and_change_nothing(
         assert response.status_code == status, (body, response.get_json())
         error = response.get_json()["error"]
         assert error["code"] == code and error["message"] and error["request_id"], body
-    forbidden = client.post(f"{API}/download", headers=bob,
-                            json={"model_id": "x", "source": "path", "path": str(tmp_path)})
-    assert forbidden.status_code == 403
+    for path in (str(tmp_path), "~nosuchuser-zz/x", "relative/dir"):  # admin check first
+        forbidden = client.post(f"{API}/download", headers=bob,
+                                json={"model_id": "x", "source": "path", "path": path})
+        assert forbidden.status_code == 403, (path, forbidden.get_json())
+        assert forbidden.get_json()["error"]["code"] == "FORBIDDEN"
     assert client.post(f"{API}/download", json={"model_id": "x"}).status_code == 401
     assert client.get(f"{API}/.hidden/status", headers=admin).status_code == 400
     assert client.get(f"{API}/never-heard-of/status", headers=admin).status_code == 404
@@ -417,6 +453,7 @@ def test_registry_models_are_listed_as_downloadable(client: FlaskClient, auth: A
     assert listed["llama2-7b"]["source"] == "hf:meta-llama/Llama-2-7b-chat-hf"
     status = client.get(f"{API}/smollm2-360m-instruct/status", headers=auth.headers()).get_json()
     assert (status["status"], status["progress"]) == ("downloadable", 0.0)
+    assert (status["eta"], status["speed"]) == ("unknown", "0B/s")  # strings, as FT shows
 
 
 def test_hf_endpoint_comes_from_the_environment() -> None:
@@ -424,3 +461,152 @@ def test_hf_endpoint_comes_from_the_environment() -> None:
         "http://mirror.local")
     env = {"HF_ENDPOINT": "http://a", "BRIDGE_HF_ENDPOINT": "http://b"}
     assert Settings.from_env(env).hf_endpoint == "http://b"
+
+
+def test_non_admins_get_registry_ids_only_from_the_registry(
+    client: FlaskClient, auth: Auth, hub: HubStandin, app: Flask
+) -> None:
+    admin, bob = auth.headers(), auth.headers("bob")
+    evil = hub.add_file("evil.bin", os.urandom(10_000))
+    for body in ({"model_id": DEFAULT_MODEL_ID, "url": evil},
+                 {"model_id": DEFAULT_MODEL_ID, "repo_id": "evil/smollm"},
+                 {"repo_id": "HuggingFaceTB/SmolLM2-135M-Instruct"},  # the id it derives
+                 {"model_id": "qwen2.5-0.5b-instruct", "repo_id": "Qwen/Qwen2.5-0.5B-Instruct"},
+                 {"model_id": "smollm2-360m-instruct", "revision": "refs/pr/1"}):
+        refused = client.post(f"{API}/download", headers=bob, json=body)
+        assert refused.status_code == 403, (body, refused.get_json())
+        error = refused.get_json()["error"]
+        assert error["code"] == "FORBIDDEN" and "registry source" in error["message"], body
+        assert error["details"]["rule"] == "registry_source_only"
+    assert not hub.requests and jobs(app) == []
+    assert store(app).get(DEFAULT_MODEL_ID).path is None  # the default model was not replaced
+    files = tiny_model(20_000)
+    hub.add_repo("HuggingFaceTB/SmolLM2-360M-Instruct", files)
+    started = client.post(f"{API}/download", headers=bob,
+                          json={"model_id": "smollm2-360m-instruct", "source": "registry"})
+    assert started.status_code == 202, started.get_json()
+    assert wait(client, "smollm2-360m-instruct", bob, finished)["status"] == "completed"
+    for who, body in ((bob, {"model_id": "smollm2-360m-instruct"}),
+                      (admin, {"model_id": "smollm2-360m-instruct", "url": evil})):
+        again = client.post(f"{API}/download", headers=who, json=body)
+        assert again.status_code == 409 and again.get_json()["error"]["code"] == "CONFLICT"
+    path = store(app).verify("smollm2-360m-instruct").path
+    assert path is not None and sha256(path / "model.safetensors") == sha256(
+        files["model.safetensors"])
+    admin_own = client.post(f"{API}/download", headers=admin,  # admins may use any source
+                            json={"model_id": "qwen2.5-0.5b-instruct", "url": evil})
+    assert admin_own.status_code == 202, admin_own.get_json()
+    assert wait(client, "qwen2.5-0.5b-instruct", admin, finished)["status"] == "completed"
+
+
+def test_non_admin_urls_must_reach_public_addresses(
+    client: FlaskClient, auth: Auth, hub: HubStandin, app: Flask
+) -> None:
+    auth.headers()
+    bob = auth.headers("bob")
+    url = hub.add_file("w.bin", os.urandom(10_000))
+    port = hub.server.server_port
+    for target in (url, f"http://localhost:{port}/files/w.bin", f"http://[::1]:{port}/w.bin",
+                   "http://10.1.2.3/w.bin", "http://192.168.0.1/w.bin", "http://0.0.0.0/w.bin",
+                   "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]/w",
+                   "https://[fe80::1]/w.bin"):
+        refused = client.post(f"{API}/download", headers=bob,
+                              json={"model_id": "mine", "url": target})
+        assert refused.status_code == 403, (target, refused.get_json())
+        error = refused.get_json()["error"]
+        assert (error["code"], error["details"]["rule"]) == ("FORBIDDEN", "public_address_only")
+    assert not hub.requests and jobs(app) == []
+    # A name that is public when the API checks it and loopback when the download connects
+    # (DNS rebinding): each connection (first URL, redirect hop, retry) is checked again.
+    real, answers = socket.getaddrinfo, iter(["93.184.216.34"])
+
+    def dns(host: str, *args: Any, **kwargs: Any) -> Any:
+        return real(next(answers, "127.0.0.1") if host == "models.example.org" else host,
+                    *args, **kwargs)
+
+    with mock.patch("socket.getaddrinfo", dns):
+        rebound = client.post(f"{API}/download", headers=bob, json={
+            "model_id": "mine", "url": f"http://models.example.org:{port}/files/w.bin"})
+    assert rebound.status_code == 403, rebound.get_json()
+    error = rebound.get_json()["error"]
+    assert (error["code"], error["details"]["error_type"]) == ("DOWNLOAD_FAILED",
+                                                               "BLOCKED_ADDRESS")
+    assert not hub.requests  # the stand-in on loopback was never reached
+    assert [j["status"] for j in jobs(app)] == ["failed"] and partials(app) == []
+    assert "mine" not in [m.id for m in store(app).list()]
+
+
+def test_a_model_stored_while_downloading_is_kept(
+    client: FlaskClient, auth: Auth, hub: HubStandin, app: Flask, keeper: Path
+) -> None:
+    url = hub.add_file("late.bin", os.urandom(2_000_000))
+    hub.delay = 0.02
+    headers = auth.headers()
+    assert client.post(f"{API}/download", headers=headers,
+                       json={"model_id": "late", "url": url}).status_code == 202
+    wait(client, "late", headers, lambda b: b["bytes_done"] > 0)
+    store(app).register("late", keeper)  # e.g. an admin's import finished first
+    status = wait(client, "late", headers, finished)
+    assert status["status"] == "failed" and status["error"]["error_type"] == "ALREADY_STORED"
+    assert store(app).verify("late").bytes == 1002 and partials(app) == []
+
+
+def test_only_the_user_who_downloaded_the_stored_copy_may_remove_it(
+    client: FlaskClient, auth: Auth, hub: HubStandin, app: Flask, keeper: Path
+) -> None:
+    admin, bob, carol = auth.headers(), auth.headers("bob"), auth.headers("carol")
+    hub.add_repo("acme/tiny", tiny_model(10_000))
+    body = {"model_id": "tiny", "repo_id": "acme/tiny"}
+    assert client.post(f"{API}/download", headers=bob, json=body).status_code == 202
+    assert wait(client, "tiny", bob, finished)["status"] == "completed"
+    assert client.delete(f"{API}/tiny", headers=admin).status_code == 200
+    assert client.post(f"{API}/download", headers=carol, json=body).status_code == 202
+    assert wait(client, "tiny", carol, finished)["status"] == "completed"
+    refused = client.delete(f"{API}/tiny", headers=bob)  # bob's copy is gone; this is carol's
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "FORBIDDEN"
+    assert store(app).verify("tiny").path is not None
+    assert client.delete(f"{API}/tiny", headers=carol).status_code == 200
+    assert client.post(f"{API}/download", headers=carol, json=body).status_code == 202
+    assert wait(client, "tiny", carol, finished)["status"] == "completed"
+    assert client.delete(f"{API}/tiny", headers=admin).status_code == 200
+    store(app).register("tiny", keeper)  # stored again, not by carol's download
+    assert client.delete(f"{API}/tiny", headers=carol).status_code == 403
+    assert client.delete(f"{API}/tiny", headers=admin).status_code == 200
+
+
+class RemovalWitness(ModelStore):
+    """A real store that runs ``during`` as a removal starts (to race a load against it)."""
+
+    during: Callable[[str], None] = staticmethod(lambda _id: None)
+
+    def remove(self, model_id: str) -> None:
+        self.during(model_id)
+        super().remove(model_id)
+
+
+def test_a_load_racing_a_removal_is_refused(
+    make_app: Callable[..., Flask], config: dict[str, Any], tmp_path: Path, keeper: Path
+) -> None:
+    fake, witness = LocalFake(), RemovalWitness(tmp_path / "witness")
+    app = make_app(config, router=Router(fake), local=fake, store=witness)
+    client = app.test_client()
+    admin = Auth(client).headers()
+    witness.register("victim", keeper)
+    load = {"model_id": "victim"}
+    assert client.post(f"{API}/load", headers=admin, json=load).status_code == 200
+    raced: list[Any] = []
+
+    def load_meanwhile(model_id: str) -> None:
+        thread = threading.Thread(target=lambda: raced.append(
+            app.test_client().post(f"{API}/load", headers=admin, json=load)))
+        thread.start()
+        thread.join(10)
+
+    witness.during = load_meanwhile
+    removed = client.delete(f"{API}/victim", headers=admin)
+    assert removed.status_code == 200, removed.get_json()
+    (answer,) = raced
+    assert answer.status_code == 409 and "being removed" in answer.get_json()["error"]["message"]
+    assert "victim" not in fake.in_memory and not (witness.root / "victim").exists()
+    after = client.post(f"{API}/load", headers=admin, json=load)
+    assert after.status_code == 404 and after.get_json()["error"]["code"] == "MODEL_NOT_FOUND"

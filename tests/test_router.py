@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -11,8 +14,10 @@ import pytest
 
 from bridge.errors import BackendUnavailable, Conflict, ModelNotFound, NotFound
 from bridge.openai_backend import OpenAIBackend
+from bridge.remote_backend import RemoteBackend
 from bridge.router import Router
 from bridge.types import BackendSwitched, Done, GenerateRequest, Token, collect
+from bridge.urls import is_loopback, redact_url, split_userinfo
 from tests.fakes import FakeBackend, FakeClock
 
 ANSWER = "The capital of France is Paris, a city on the Seine."
@@ -297,3 +302,52 @@ def test_plain_prompts_use_completions_and_a_prefill_continues_the_prompt() -> N
     answer = collect(backend.generate(request))
     assert (answer.text, answer.done.completion_tokens) == ("Paris.", 2)
     assert seen[0]["prompt"] == "The capital of France is "
+
+
+def test_url_helpers_keep_credentials_apart() -> None:
+    url = "https://alice:p%40ss@gpu-box.example:8443/worker?token=t#f"
+    assert redact_url(url) == "https://gpu-box.example:8443/worker"
+    assert redact_url("http://[::1]:8080/") == "http://[::1]:8080/"
+    assert split_userinfo(url) == ("https://gpu-box.example:8443/worker?token=t#f",
+                                   ("alice", "p@ss"))
+    assert split_userinfo("http://h:1/") == ("http://h:1/", None)
+    assert [is_loopback(h) for h in ("localhost", "127.0.0.2", "::1", "[::1]", "10.0.0.1",
+                                     "gpu-box", "")] == [True, True, True, True, False, False,
+                                                         False]
+
+
+def test_credentials_in_a_backend_url_never_reach_status_errors_or_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens here
+    secret = "hunter2-in-the-url"
+    router = Router(None, failure_threshold=1)
+    router.add_worker(RemoteBackend("gpu", f"http://bob:{secret}@127.0.0.1:{port}", "k" * 20))
+    router.add_worker(OpenAIBackend("vllm", f"http://bob:{secret}@127.0.0.1:{port}/v1"))
+    try:
+        router.probe_all()
+        with pytest.raises(BackendUnavailable) as caught:
+            collect(router.generate(ask()))
+        shown = json.dumps(router.backends()) + caught.value.message + caplog.text
+        assert secret not in shown and "bob" not in shown
+        assert [b["url"] for b in router.backends()] == [
+            f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/v1"]
+        assert all(b["last_error"] for b in router.backends())
+    finally:
+        router.close()
+
+
+def test_basic_auth_from_the_url_is_sent_as_a_header() -> None:
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization", ""))
+        return httpx.Response(200, json={"data": [{"id": "m"}]})
+
+    backend = OpenAIBackend("vllm", "http://bob:pw@gpu-box:8000",
+                            transport=httpx.MockTransport(handle))
+    assert backend.probe()["models"] == ["m"] and backend.url == "http://gpu-box:8000/v1"
+    assert seen == ["Basic " + base64.b64encode(b"bob:pw").decode()]

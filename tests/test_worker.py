@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from werkzeug.serving import make_server
 
+from bridge.config import WorkerSettings
 from bridge.errors import BackendUnavailable, ModelNotFound, NotSupported, ValidationError
 from bridge.remote_backend import RemoteBackend
 from bridge.router import Router
@@ -320,3 +322,38 @@ def test_a_detached_worker_stops_itself_on_a_signed_shutdown(tmp_path: Path) -> 
     finally:
         backend.close()
         worker.stop()
+
+
+def test_the_worker_reads_its_environment_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"BRIDGE_WORKER_SECRET": "s" * 20, "NGROK_AUTHTOKEN": "n", "COLAB_RELEASE_TAG": "r"}
+    assert WorkerSettings.from_env(env) == WorkerSettings("s" * 20, "n", "colab")
+    assert WorkerSettings.from_env({"KAGGLE_KERNEL_RUN_TYPE": "i"}).runtime_type == "kaggle"
+    assert WorkerSettings.from_env({}) == WorkerSettings("", "", "jupyter")
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-1")
+    assert detect_runtime_info()["type"] == "colab"
+
+
+class Interrupted(BaseException):
+    """What a kernel interrupt (a launch past its timeout) raises in start_detached."""
+
+
+def test_a_detached_start_that_is_interrupted_leaves_no_worker(tmp_path: Path) -> None:
+    def workers() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children()
+                if "colab_runtime.worker" in " ".join(p.cmdline())]
+
+    def interrupt(*_: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)  # before the worker can be ready
+    try:
+        with pytest.raises(Interrupted):
+            start_detached(SECRET, log_path=tmp_path / "w.log", backend="echo", timeout=60)
+        assert workers() == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        for leftover in workers():
+            leftover.kill()
+            leftover.wait(10)

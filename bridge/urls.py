@@ -1,0 +1,43 @@
+"""URLs of remote compute: credentials kept out of what is shown, logged or stored in clear."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, query or fragment: safe to log, store and show."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a bad port or bracket: show nothing of it rather than a secret
+        return "<invalid url>"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``http://user:pw@host/p`` -> (``http://host/p``, (user, pw)); basic auth travels apart."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=hostport)), (unquote(user), unquote(password))
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether the URL carries ``user[:password]@``."""
+    return "@" in urlsplit(url).netloc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
