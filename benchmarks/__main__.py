@@ -13,14 +13,14 @@ import benchmarks
 def _quiet() -> None:
     """Figures only: no per-request access lines, progress bars or per-matmul warnings."""
     import logging
-    import warnings
 
     from transformers.utils import logging as hf_logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-    warnings.filterwarnings("ignore", "MatMul8bitLt: inputs will be cast")
+    # bitsandbytes logs its fp16 cast on every 8-bit matmul on CPU
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def main(names: list[str]) -> int:
