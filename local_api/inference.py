@@ -10,10 +10,11 @@ from typing import Any
 from flask import current_app
 
 from bridge.errors import ValidationError
-from bridge.types import Done, Event, GenerateRequest, Message, Token
+from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token
 from local_api import conversations
 from local_api.compute import compute
 from local_api.identity import Identity
+from local_api.observability import observe
 from local_api.timeutil import duration
 
 _stop = {"type": "string", "minLength": 1, "maxLength": 64}
@@ -90,9 +91,6 @@ def prepare_request(
 
 def events(job: Job) -> Iterator[Event]:
     """The routed stream; tokens and backend switches are remembered on the job (and counted)."""
-    from bridge.types import BackendSwitched
-    from local_api.observability import observe
-
     for event in compute().router.generate(job.request):
         observe(event)
         if isinstance(event, Token):

@@ -300,11 +300,8 @@ def resync(app: Flask) -> dict[str, list[str]]:
 
 
 def init_app(app: Flask) -> None:
-    """Make the registry, re-attach stored workers, and stop keep-alives when the app shuts down."""
+    """Make the registry and re-attach stored workers (local_api.shutdown() closes it)."""
     registry = Remote(app)
     app.extensions["remote"] = registry
     with app.app_context():
         registry.restore()
-    stop = app.extensions["compute"].stop  # set by local_api.shutdown()
-    threading.Thread(target=lambda: (stop.wait(), registry.close()), daemon=True,
-                     name="remote-shutdown").start()

@@ -16,7 +16,7 @@ from werkzeug.serving import BaseWSGIServer
 from bridge.serving import create_server
 from local_api import create_app, shutdown
 
-pytest_plugins = ["tests.fixtures_model", "tests.remote_fixtures"]
+pytest_plugins = ["tests.fixtures_model", "tests.remote_fixtures", "tests.hub_standin"]
 
 
 @pytest.fixture

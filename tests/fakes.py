@@ -116,11 +116,12 @@ class FakeClock:
 class LocalFake(FakeBackend):
     """The fake standing where LocalBackend does: it also loads and unloads models."""
 
-    def __init__(self, default: str = "Hello from the fake backend.") -> None:
+    def __init__(self, default: str = "Hello from the fake backend.", *,
+                 loaded: bool = False) -> None:
         from bridge.model_store import DEFAULT_MODEL_ID
 
         super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID], default=default)
-        self.in_memory: set[str] = set()
+        self.in_memory: set[str] = {DEFAULT_MODEL_ID} if loaded else set()
 
     def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
         self.in_memory.add(model_id)

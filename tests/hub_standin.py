@@ -20,11 +20,14 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import pytest
 
 CHUNK = 1 << 16
 
@@ -263,3 +266,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(raw)
+
+
+@pytest.fixture
+def hub() -> Iterator[HubStandin]:
+    """A Hub stand-in on a free loopback port for one test (a plugin fixture, see conftest)."""
+    with HubStandin() as standin:
+        yield standin

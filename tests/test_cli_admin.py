@@ -10,7 +10,7 @@ import signal
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,6 @@ cli, config_dir = test_cli_client.cli, test_cli_client.config_dir
 service, logged_in = test_cli_client.service, test_cli_client.logged_in
 
 SECRET = "a-worker-secret-for-the-cli-tests"
-
-
-@pytest.fixture
-def hub() -> Iterator[HubStandin]:
-    with HubStandin() as standin:
-        yield standin
 
 
 def tiny_archive() -> bytes:

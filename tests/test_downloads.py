@@ -13,7 +13,7 @@ import tarfile
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -34,12 +34,6 @@ from tests.hub_standin import HubStandin
 
 API = "/api/v1/models"
 DONE = ("completed", "failed", "cancelled")
-
-
-@pytest.fixture
-def hub() -> Iterator[HubStandin]:
-    with HubStandin() as standin:
-        yield standin
 
 
 @pytest.fixture

@@ -38,15 +38,7 @@ PASSWORD = "correct horse"
 
 @pytest.fixture
 def fake() -> LocalFake:
-    backend = LocalFake()
-    backend.in_memory.add(DEFAULT_MODEL_ID)
-    return backend
-
-
-@pytest.fixture
-def hub() -> Iterator[HubStandin]:
-    with HubStandin() as standin:
-        yield standin
+    return LocalFake(loaded=True)
 
 
 @pytest.fixture

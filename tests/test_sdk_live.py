@@ -24,7 +24,7 @@ from bridge.errors import (
     Unauthorized,
     ValidationError,
 )
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.model_store import ModelStore
 from bridge.router import Router
 from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.conftest import LiveServer
@@ -55,9 +55,7 @@ print(status.resources)
 
 @pytest.fixture
 def fake() -> LocalFake:
-    backend = LocalFake()
-    backend.in_memory.add(DEFAULT_MODEL_ID)
-    return backend
+    return LocalFake(loaded=True)
 
 
 @pytest.fixture

@@ -31,16 +31,9 @@ SECRET = "a-worker-secret-of-some-length"
 
 @pytest.fixture
 def fake() -> Iterator[LocalFake]:
-    backend = LocalFake()
-    backend.in_memory.add(DEFAULT_MODEL_ID)
+    backend = LocalFake(loaded=True)
     yield backend
     backend.release()
-
-
-@pytest.fixture
-def hub() -> Iterator[HubStandin]:
-    with HubStandin() as standin:
-        yield standin
 
 
 @pytest.fixture
