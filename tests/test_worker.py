@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -337,23 +338,29 @@ class Interrupted(BaseException):
     """What a kernel interrupt (a launch past its timeout) raises in start_detached."""
 
 
-def test_a_detached_start_that_is_interrupted_leaves_no_worker(tmp_path: Path) -> None:
+def test_a_detached_start_that_is_interrupted_leaves_no_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def workers() -> list[psutil.Process]:
         return [p for p in psutil.Process().children()
                 if "colab_runtime.worker" in " ".join(p.cmdline())]
 
-    def interrupt(*_: object) -> None:
-        raise Interrupted
+    real_sleep, calls = time.sleep, []
 
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.2)  # before the worker can be ready
+    def interrupt(seconds: float) -> None:
+        calls.append(seconds)
+        if len(calls) > 1:  # only the first wait for readiness is interrupted
+            real_sleep(seconds)
+            return
+        assert workers(), "the worker process should be running by now"
+        raise Interrupted  # what a launch timeout does
+
+    monkeypatch.setattr(time, "sleep", interrupt)  # the clock: a process edge
     try:
         with pytest.raises(Interrupted):
             start_detached(SECRET, log_path=tmp_path / "w.log", backend="echo", timeout=60)
         assert workers() == []
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
         for leftover in workers():
             leftover.kill()
             leftover.wait(10)
