@@ -41,7 +41,7 @@ bench: $(STAMP)
 # schemathesis over /api/v1/openapi.json against a live server, with and without a token
 # (FUZZ_EXAMPLES cases per operation and phase; make test runs a short in-process pass)
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),50) $(BIN)/python -m tests.fuzzing
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),50) $(BIN)/python -m tests.support.fuzzing
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

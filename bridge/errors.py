@@ -57,6 +57,13 @@ class ValidationError(BridgeError):
     status, code, default_message = 400, "VALIDATION_ERROR", "Invalid request"
 
 
+class ContextLengthExceeded(ValidationError):
+    """The prompt plus ``max_tokens`` does not fit the model's context (OpenAI's
+    ``context_length_exceeded``); details carry ``prompt_tokens``, ``max_tokens``, ``context``."""
+
+    code, default_message = "CONTEXT_LENGTH_EXCEEDED", "The prompt does not fit the context"
+
+
 class Unauthorized(BridgeError):
     status, code, default_message = 401, "UNAUTHORIZED", "Invalid or expired token"
 

@@ -32,6 +32,11 @@ def models_of(backend: object) -> list[str]:
     return [str(m) for m in models] if isinstance(models, list | tuple) else []
 
 
+def _lists(worker: WorkerState, model: str) -> bool:
+    """A worker serves the models it lists; one that lists none takes any model."""
+    return not worker.models or model in worker.models
+
+
 def close_stream(obj: object) -> None:
     """Close a generator (or anything with close()) now rather than at garbage collection."""
     close = getattr(obj, "close", None)
@@ -168,6 +173,22 @@ class Router:
         for worker in workers:
             close_stream(worker.backend)
 
+    def serving(self, model: str, *, local_has: bool | None = None) -> list[str]:
+        """Names of the backends that can serve ``model``: the one answer to "who can serve
+        model X", with no side effects. The local backend counts when ``local_has`` says so
+        (the caller's model store), else when its ``has_model`` does; then each attached
+        worker that lists the model (one that lists none takes any)."""
+        names = []
+        if self.local is not None:
+            if local_has is None:
+                has_model = getattr(self.local, "has_model", None)
+                local_has = has_model(model) if callable(has_model) else True
+            if local_has:
+                names.append(self.local.name)
+        with self._lock:
+            names.extend(name for name, w in self._workers.items() if _lists(w, model))
+        return names
+
     def _acquire(self, model: str) -> WorkerState | None:
         """Pick the worker for ``model`` and count the request against it."""
         now = self._clock()
@@ -179,7 +200,7 @@ class Router:
                     continue
                 if circuit == "closed" and w.healthy is False:
                     continue
-                if w.models and model not in w.models:
+                if not _lists(w, model):
                     continue
                 latency = w.latency_ms if w.latency_ms is not None else float("inf")
                 eligible.append((w.outstanding, latency, index, w))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -15,6 +16,19 @@ class KeepAliveHandler(WSGIRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """werkzeug's access line, with credentials in the query (``/ws?token=``) masked."""
+        self.requestline = redact_query(self.requestline)
+        super().log_request(code, size)
+
+
+_SECRET_PARAMS = re.compile(r"([?&](?:token|access_token|api_key|key)=)[^&\s]+", re.I)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with the values of credential-bearing query parameters replaced by ``***``."""
+    return _SECRET_PARAMS.sub(r"\1***", text)
 
 
 def create_server(

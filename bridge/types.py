@@ -31,6 +31,14 @@ class GenerateRequest:
     top_k: int = 0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # Penalties against repetition: transformers' multiplicative one (1.0 = off) and
+    # OpenAI's additive ones (0.0 = off), the same meaning on every engine.
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    # Opt-in: drop the oldest turns (never the system prompt or the template) to fit the
+    # context, and say so in ``Done.truncated_prompt``; otherwise ContextLengthExceeded.
+    truncate: bool = False
     # Text already produced by another backend: continue after it (failover prefill).
     prefill: str = ""
     chat: bool = True

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
+from bridge import params
 from bridge.errors import BackendUnavailable, BridgeError, ValidationError, error_for_code
 from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token
 
@@ -203,6 +204,9 @@ def request_from_dict(data: Any) -> GenerateRequest:
     chat = data.get("chat", True)
     if not isinstance(chat, bool):
         raise ValidationError("chat must be a boolean", details={"field": "chat"})
+    truncate = data.get("truncate", False)
+    if not isinstance(truncate, bool):
+        raise ValidationError("truncate must be a boolean", details={"field": "truncate"})
     request = GenerateRequest(
         model=model,
         prompt=_text(data, "prompt"),
@@ -213,9 +217,11 @@ def request_from_dict(data: Any) -> GenerateRequest:
         top_k=_integer(data, "top_k", 0, 0),
         stop=tuple(stop),
         seed=seed,
+        repetition_penalty=_number(data, "repetition_penalty", 0.0, 2.0, 1.0),
+        frequency_penalty=_number(data, "frequency_penalty", -2.0, 2.0, 0.0),
+        presence_penalty=_number(data, "presence_penalty", -2.0, 2.0, 0.0),
+        truncate=truncate,
         prefill=_text(data, "prefill"),
         chat=chat,
     )
-    if not request.prompt and not request.messages:
-        raise ValidationError("a prompt or messages are required", details={"field": "prompt"})
-    return request
+    return params.check(request)  # the same check as the API's, so the two cannot drift

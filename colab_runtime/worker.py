@@ -28,10 +28,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer
 
 from bridge.config import WORKER_SECRET_ENV, WorkerSettings
-from bridge.errors import BackendUnavailable, BridgeError, NotSupported, ValidationError
+from bridge.errors import BridgeError, NotSupported, ValidationError
 from bridge.router import close_stream, models_of
 from bridge.serving import create_server
 from bridge.signing import Verifier, path_from_environ
+from bridge.streaming import Primed, encode_stream
 from bridge.types import Backend, Done, Event, GenerateRequest, Token
 from bridge.wire import CONTENT_TYPE, WORKER_SERVICE, encode_error, encode_event, request_from_dict
 from colab_runtime.detached import DetachedWorker, start_detached  # re-exported
@@ -143,29 +144,9 @@ def create_worker_app(
     @app.post("/generate")
     def generate() -> Response:
         gen_request = request_from_dict(request.get_json(force=True, silent=True))
-        events = backend.generate(gen_request)
-        try:  # an error before the first event gets a real HTTP status
-            first = next(events)
-        except StopIteration:
-            raise BackendUnavailable("the backend produced no answer") from None
-        except BaseException:
-            close_stream(events)
-            raise
-
-        def stream() -> Iterator[bytes]:
-            try:
-                yield encode_event(first)
-                for event in events:
-                    yield encode_event(event)
-            except BridgeError as exc:  # after the first byte, an error is one more line
-                yield encode_error(exc)
-            except Exception:
-                log.exception("worker stream failed")
-                yield encode_error(BridgeError())
-            finally:
-                close_stream(events)
-
-        return Response(stream(), mimetype=CONTENT_TYPE)
+        events = Primed(backend.generate(gen_request))  # errors before any byte: a status
+        lines = encode_stream(events, lambda event: (encode_event(event),), encode_error)
+        return Response(lines, mimetype=CONTENT_TYPE)
 
     @app.post("/models/load")
     def load_model() -> Response:
@@ -224,9 +205,9 @@ class WorkerServer:
 
 def build_local_backend(model: str | None, quantization: str | None) -> Backend:
     """The real worker backend: LocalBackend over the model store, with ``model`` loaded."""
+    from bridge.backends.local import LocalBackend
     from bridge.config import Settings
-    from bridge.local_backend import LocalBackend
-    from bridge.model_store import ModelStore
+    from bridge.models.store import ModelStore
 
     settings = Settings.from_env()
     backend = LocalBackend(ModelStore(settings.models_dir), keep_alive=None)

@@ -24,35 +24,20 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     """Build the app; ``config`` is a Settings or a dict of overrides on the environment.
 
     Collaborators (all optional): ``router`` (bridge.router.Router), ``local`` (the local
-    backend), ``store`` (bridge.model_store.ModelStore). Missing ones are built from settings.
+    backend), ``store`` (bridge.models.store.ModelStore). Missing ones are built from settings.
     """
-    from local_api import (
-        api_keys,
-        audit,
-        auth,
-        backups,
-        compute,
-        connect,
-        conversations,
-        crypto,
-        db,
-        downloads,
-        errors,
-        events,
-        generation,
-        health,
-        identity,
-        limits,
-        models,
-        observability,
-        openai_compat,
-        openapi,
-        response_cache,
-        security,
-        system,
-        users,
-        ws,
-    )
+    from local_api import errors, events, limits, openapi, security
+    from local_api.accounts import api_keys, audit, auth, identity, profile
+    from local_api.backups import routes as backups
+    from local_api.generation import cache, compute, conversations, ws
+    from local_api.generation import routes as generation
+    from local_api.models import downloads
+    from local_api.models import routes as models
+    from local_api.openai import routes as openai
+    from local_api.remote import routes as remote
+    from local_api.storage import crypto, db
+    from local_api.system import health, metrics
+    from local_api.system import status as system
 
     if isinstance(config, Settings):
         settings = config
@@ -67,30 +52,30 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
 
     errors.init_app(app)
     security.init_app(app)
-    observability.init_app(app)
+    metrics.init_app(app)
     db.init_app(app)
     events.init_app(app)
     crypto.init_app(app)
     identity.init_app(app)
     limits.init_app(app)
     compute.init_app(app, collaborators)
-    response_cache.init_app(app)
+    cache.init_app(app)
     resources = (
-        auth, api_keys, users, audit, models, downloads, generation, conversations, system,
-        connect, backups,
+        auth, api_keys, profile, audit, models, downloads, generation, conversations, system,
+        remote, backups,
     )
     for module in resources:
         _mount(app, module.bp)
     ws.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
-    app.register_blueprint(openai_compat.bp)  # /v1, OpenAI shapes (not under /api)
+    app.register_blueprint(openai.bp)  # /v1, OpenAI shapes (not under /api)
     return app
 
 
 def shutdown(app: Flask) -> None:
     """Stop what create_app started: router probes, idle timers, database connections."""
-    from local_api import downloads
+    from local_api.models import downloads
 
     compute = app.extensions.get("compute")
     if compute is not None:

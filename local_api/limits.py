@@ -10,9 +10,9 @@ from flask_limiter import Limiter, RequestLimit
 
 from bridge.config import Settings
 from bridge.errors import RateLimitExceeded
+from local_api.accounts.identity import Identity, quiet_identity
 from local_api.errors import error_response
-from local_api.identity import Identity, quiet_identity
-from local_api.observability import count_rate_limited
+from local_api.system.metrics import count_rate_limited
 from local_api.timeutil import duration
 
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

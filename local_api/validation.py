@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 from jsonschema import ValidationError as SchemaError
 
 from bridge.errors import ValidationError
+from bridge.params import refuse_surrogates
 
 _validators: dict[int, Draft202012Validator] = {}
 
@@ -60,6 +61,7 @@ def parse_json(raw: bytes | str) -> Any:
             node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
         )
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    refuse_surrogates(data)
     return data
 
 
@@ -72,15 +74,44 @@ def check(data: Any, schema: dict[str, Any]) -> None:
     if error is None:
         return
     field = ".".join(str(p) for p in error.absolute_path)
-    message = error.message
-    if error.validator == "additionalProperties":
-        message = f"Unknown field(s): {message.split('(')[-1].rstrip(')')}"
-    if len(message) > 300:
-        message = message[:300] + "…"
+    message = describe(error)
     raise ValidationError(
         f"{field}: {message}" if field else message,
         details={"field": field or None, "rule": str(error.validator)},
     )
+
+
+_LIMITS = {
+    "minLength": "must be at least {} characters long",
+    "maxLength": "must be at most {} characters long",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be greater than {}",
+    "exclusiveMaximum": "must be less than {}",
+    "minItems": "must have at least {} items",
+    "maxItems": "must have at most {} items",
+    "type": "must be of type {}",
+}
+
+
+def describe(error: SchemaError) -> str:
+    """What is wrong, in words that never repeat the value sent (it may be a secret) nor the
+    schema's internals (a regex): the rule and its bound, or the field's description."""
+    rule, bound = str(error.validator), error.validator_value
+    if rule == "additionalProperties":
+        return f"Unknown field(s): {error.message.split('(')[-1].rstrip(')')}"
+    if rule == "required":
+        return error.message.replace("'", "")[:200]  # names the missing field only
+    if rule == "type" and isinstance(bound, list):
+        bound = " or ".join(str(b) for b in bound)
+    if rule in _LIMITS:
+        return _LIMITS[rule].format(bound)
+    if rule == "enum" and isinstance(bound, list):
+        return "must be one of: " + ", ".join(str(b) for b in bound)[:200]
+    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if rule in ("pattern", "format"):
+        return f"is not {hint}" if hint else "is not in the expected form"
+    return f"is not valid ({rule})"
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:

@@ -1,0 +1,147 @@
+"""The machinery under LocalBackend: continuous-batching managers, seeded runs, stop text."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bridge.types import GenerateRequest
+
+# CPU: a fixed KV cache (32 pages x 256 tokens) instead of the 60% of RAM the manager would take.
+CPU_BLOCKS = 32
+
+
+class Batcher:
+    """One ContinuousBatchingManager and the thread routing its outputs to per-request queues."""
+
+    def __init__(self, model: Any, eos: list[int], pad: int | None, sample: bool) -> None:
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        # Sampling defaults must differ from 1.0 for the manager to build those processors at all.
+        knobs = {"temperature": 0.7, "top_k": 50, "top_p": 0.9} if sample else {}
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
+            do_sample=sample, max_new_tokens=256, eos_token_id=eos, pad_token_id=pad, **knobs
+        )
+        cpu = model.device.type == "cpu"
+        self.cb = ContinuousBatchingConfig(
+            per_request_processors=sample, auto_switch_to_flash=False,
+            num_blocks=CPU_BLOCKS if cpu else None, max_batch_tokens=512 if cpu else None,
+        )  # fmt: skip
+        self.manager = model.init_continuous_batching(config, continuous_batching_config=self.cb)
+        self.queues: dict[str, queue.Queue[Any]] = {}
+        self.closing = threading.Event()
+        self.router = threading.Thread(target=self.route, name="cb-router", daemon=True)
+        self.manager.start()
+        self.router.start()
+
+    def route(self) -> None:
+        """Hand each streamed output to the queue of the request it belongs to."""
+        while not self.closing.is_set():
+            out = self.manager.get_result(timeout=0.1)
+            target = self.queues.get(out.request_id) if out is not None else None
+            if target is not None:
+                target.put(out)  # outputs of cancelled requests have no queue: dropped
+            elif out is None and not self.manager.is_running():
+                for target in list(self.queues.values()):
+                    target.put(RuntimeError("the generation loop stopped"))
+                self.closing.wait(0.1)
+
+    def close(self) -> None:
+        """Finish in-flight requests, then stop both threads."""
+        self.manager.stop(block=True, timeout=10)
+        self.manager.destroy()
+        self.closing.set()
+        self.router.join(timeout=5)
+
+
+class SeededRun:
+    """One seeded sampling run through ``model.generate``: sampler, streamer and stop switch."""
+
+    def __init__(self, request: GenerateRequest, box: queue.Queue[Any]) -> None:
+        from transformers.generation import logits_process as lp
+
+        self.warpers: list[Any] = [lp.TemperatureLogitsWarper(float(request.temperature))]
+        self.warpers += [lp.TopKLogitsWarper(int(request.top_k))] if request.top_k else []
+        self.warpers += [lp.TopPLogitsWarper(float(request.top_p))] if request.top_p < 1 else []
+        self.generator = torch.Generator().manual_seed(int(request.seed or 0))
+        self.box, self.tokens, self.prompt_seen = box, list[int](), False
+        self.stopped = threading.Event()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        drawn = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
+        return torch.full_like(scores, float("-inf")).scatter(1, drawn, 0.0)
+
+    def put(self, value: torch.Tensor) -> None:
+        if self.prompt_seen:
+            self.tokens.extend(int(t) for t in value.reshape(-1).tolist())
+            self.box.put(list(self.tokens))
+        self.prompt_seen = True  # generate() streams the prompt first
+
+    def end(self) -> None:
+        self.box.put(None)
+
+    def start(self, slot: Slot, ids: list[int], max_tokens: int) -> Callable[[bool], None]:
+        """Generate on a thread (greedy over the one token this sampler keeps); returns cancel."""
+        inputs = torch.tensor([ids], device=slot.model.device)
+        kwargs = {"do_sample": False, "max_new_tokens": max_tokens, "streamer": self,
+                  "eos_token_id": sorted(slot.eos), "pad_token_id": slot.tokenizer.pad_token_id,
+                  "logits_processor": [self],
+                  "stopping_criteria": [lambda *_a, **_k: self.stopped.is_set()]}  # fmt: skip
+        threading.Thread(target=self.work, args=(slot, inputs, kwargs), daemon=True).start()
+        return lambda _finished: self.stopped.set()
+
+    def work(self, slot: Slot, inputs: torch.Tensor, kwargs: dict[str, Any]) -> None:
+        """The thread's body; errors go to the consumer's queue."""
+        # Batchers pause meanwhile: generate() beside a running batcher returned garbage (seen).
+        try:
+            with slot.lock, ExitStack() as paused, torch.inference_mode():
+                for batcher in slot.batchers.values():
+                    paused.enter_context(batcher.manager.pause())
+                slot.model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)
+        except Exception as exc:
+            self.box.put(exc)
+
+
+def held_back(text: str, start: int, stops: tuple[str, ...]) -> int:
+    """Characters to hold back: a half-decoded character or a tail that may begin a stop string."""
+    if text.endswith("\ufffd"):
+        return len(text) - len(text.rstrip("\ufffd"))
+    held = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text) - start), held, -1):
+            if text.endswith(stop[:k]):
+                held = k
+                break
+    return held
+
+@dataclass(eq=False)
+class Slot:
+    """One loaded model: weights, tokenizer and its batchers (greedy, sampling)."""
+
+    model: Any
+    tokenizer: Any
+    settings: tuple[str, str]
+    context: int
+    eos: frozenset[int]
+    batchers: dict[bool, Batcher] = field(default_factory=dict)
+    active: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def batcher(self, sample: bool) -> Batcher:
+        """The greedy or the sampling batcher, started on first use."""
+        with self.lock:
+            if sample not in self.batchers:
+                pad = self.tokenizer.pad_token_id
+                self.batchers[sample] = Batcher(self.model, sorted(self.eos), pad, sample)
+            return self.batchers[sample]

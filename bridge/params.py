@@ -1,0 +1,114 @@
+"""Generation parameters: their ranges and the one check that the API (every surface) and
+the worker apply to a ``GenerateRequest``, so that no two places can disagree.
+
+Ranges follow OpenAI's API reference where it sets one (temperature 0-2, top_p in (0, 1],
+penalties -2..2, seed a 32-bit value here because both engines take one); ``top_k`` up to
+1000 and up to 4 stop strings of at most 64 characters are this service's own limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from bridge.errors import ValidationError
+from bridge.types import GenerateRequest
+
+SEED_MAX = 2**32 - 1
+STOP_MAX, STOP_LENGTH = 4, 64
+TOP_K_MAX = 1000
+TEXT_MAX = 200_000  # characters in one prompt or message
+
+# JSON Schema of FT/AQ's ``parameters`` object (it also feeds the OpenAPI document).
+_stop = {"type": "string", "minLength": 1, "maxLength": STOP_LENGTH}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+        "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "top_k": {"type": "integer", "minimum": 0, "maximum": TOP_K_MAX},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "stop": {"anyOf": [_stop, {"type": "array", "items": _stop, "maxItems": STOP_MAX}]},
+        "seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX},
+        "repetition_penalty": {"type": "number", "exclusiveMinimum": 0, "maximum": 2},
+        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
+        "truncate": {"type": "boolean"},
+    },
+}
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The JSON path of the first string holding an unpaired UTF-16 surrogate, or None.
+
+    ``json.loads('"\\ud83d"')`` gives such a string; it cannot be encoded as UTF-8, so no
+    tokenizer, database or log can take it.
+    """
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if any("\ud800" <= ch <= "\udfff" for ch in node):
+                return where or "(body)"
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(key, str) and lone_surrogate(key) is not None:
+                    return where or "(body)"
+                stack.append((child, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(node))
+    return None
+
+
+def refuse_surrogates(value: Any, path: str = "") -> None:
+    """ValidationError naming the field when ``value`` holds an unpaired surrogate."""
+    where = lone_surrogate(value, path)
+    if where is not None:
+        raise ValidationError(
+            f"{where}: the text holds an unpaired UTF-16 surrogate (not valid Unicode); "
+            "send whole characters",
+            details={"field": where, "rule": "unicode"},
+        )
+
+
+def _problems(request: GenerateRequest) -> Iterator[tuple[str, str]]:
+    r = request
+    if not r.model.strip():
+        yield "model", "is required"
+    if not r.prompt and not r.messages:
+        yield "prompt", "a prompt or messages are required"
+    if r.max_tokens < 1:
+        yield "max_tokens", "must be at least 1"
+    if not 0 <= r.temperature <= 2:
+        yield "temperature", "must be between 0 and 2"
+    if not 0 < r.top_p <= 1:
+        yield "top_p", "must be greater than 0 and at most 1"
+    if not 0 <= r.top_k <= TOP_K_MAX:
+        yield "top_k", f"must be between 0 and {TOP_K_MAX}"
+    if r.seed is not None and not 0 <= r.seed <= SEED_MAX:
+        yield "seed", f"must be between 0 and {SEED_MAX}"
+    if len(r.stop) > STOP_MAX or any(not 0 < len(s) <= STOP_LENGTH for s in r.stop):
+        yield "stop", f"at most {STOP_MAX} strings of 1 to {STOP_LENGTH} characters"
+    if not 0 < r.repetition_penalty <= 2:
+        yield "repetition_penalty", "must be greater than 0 and at most 2"
+    for name in ("frequency_penalty", "presence_penalty"):
+        if not -2 <= getattr(r, name) <= 2:
+            yield name, "must be between -2 and 2"
+    if len(r.prompt) > TEXT_MAX or any(len(m.content) > TEXT_MAX for m in r.messages):
+        yield "prompt", f"longer than {TEXT_MAX} characters"
+
+
+def check(request: GenerateRequest, names: Mapping[str, str] | None = None) -> GenerateRequest:
+    """``request`` when every parameter is in range; else ValidationError naming the field
+    as the caller's dialect spells it (``names`` maps ``top_p`` to ``parameters.top_p``)."""
+    for field, problem in _problems(request):
+        shown = (names or {}).get(field, field)
+        raise ValidationError(f"{shown}: {problem}", details={"field": shown})
+    texts = {"model": request.model, "prompt": request.prompt, "prefill": request.prefill,
+             "messages": [m.content for m in request.messages], "stop": list(request.stop)}
+    where = lone_surrogate(texts)
+    if where is not None:
+        field = where.split("[")[0]
+        refuse_surrogates(texts[field], (names or {}).get(field, field))
+    return request

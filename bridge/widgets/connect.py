@@ -1,0 +1,149 @@
+"""ConnectWidget: attach a running worker, any Jupyter runtime, or a Colab runtime (Google
+sign-in: the consent link is shown when Google needs it), and detach it again."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import ipywidgets as w
+
+from bridge.sdk.client import Client
+from bridge.sdk.types import ConnectResult
+from bridge.widgets.base import BaseWidget, escape
+
+MODES = (("Worker URL", "worker"), ("Jupyter runtime", "runtime"), ("Colab", "colab"))
+ACCELERATORS = ("T4", "L4", "A100", "H100")
+
+
+class ConnectWidget(BaseWidget):
+    """Attach remote compute to the service (admin accounts)."""
+
+    def __init__(self, client: Client | None = None, **client_options: Any) -> None:
+        super().__init__(client, client_options)
+        self.mode = w.ToggleButtons(options=MODES, value="worker")
+        self.url = w.Text(description="URL", placeholder="http://host:8765",
+                          layout=w.Layout(width="32em"))
+        self.secret = w.Password(description="Secret", placeholder="worker secret")
+        self.client_id = w.Text(description="Client ID", layout=w.Layout(width="32em"))
+        self.client_secret = w.Password(description="Client secret")
+        self.accelerator = w.Dropdown(description="GPU", options=ACCELERATORS, value="T4")
+        self.model_id = w.Text(description="Model", placeholder="(the worker's default)")
+        self.name = w.Text(description="Name", placeholder="(chosen for you)")
+        self.tunnel = w.Dropdown(description="Tunnel", options=("none", "ngrok"), value="none")
+        self.ngrok_token = w.Password(description="ngrok token")
+        self.manual = w.Checkbox(value=False, indent=False,
+                                 description="only upload the worker notebook to my Drive")
+        self.connect_button = w.Button(description="Connect", button_style="primary",
+                                       icon="plug")
+        self.disconnect_button = w.Button(description="Disconnect", icon="unlink")
+        self.result = w.HTML()
+        self.fields = w.VBox()
+        self.on_click(self.connect_button, self.connect)
+        self.on_click(self.disconnect_button, self.disconnect)
+        self.mode.observe(lambda _change: self._show_fields(), "value")
+        self.widget = w.VBox([self.mode, self.fields, w.HBox([self.connect_button,
+                              self.disconnect_button]), self.result, self.error])
+        self.attached: str | None = None
+        self._show_fields()
+
+    def _show_fields(self) -> None:
+        mode = self.mode.value
+        self.url.placeholder = ("http://host:8765" if mode == "worker" else
+                                "http://host:8888 (a Jupyter server)")
+        self.secret.description = "Secret" if mode == "worker" else "Token"
+        self.secret.placeholder = ("worker secret" if mode == "worker" else
+                                   "the Jupyter server's token")
+        common = [self.model_id, self.name]
+        if mode == "worker":
+            fields = [self.url, self.secret, *common]
+        elif mode == "runtime":
+            fields = [self.url, self.secret, *common, self.tunnel, self.ngrok_token]
+        else:
+            fields = [self.client_id, self.client_secret, self.accelerator, *common,
+                      self.tunnel, self.ngrok_token, self.manual]
+        self.fields.children = fields
+
+    def body(self) -> dict[str, Any]:
+        """The connect request the fields describe (ValueError names a missing field)."""
+        mode = self.mode.value
+
+        def need(widget: Any, what: str) -> str:
+            value = str(widget.value).strip()
+            if not value:
+                raise ValueError(f"Fill in {what} first.")
+            return value
+
+        body: dict[str, Any] = {}
+        if mode == "worker":
+            body["worker_url"] = need(self.url, "the worker URL")
+            body["worker_secret"] = need(self.secret, "the worker secret")
+        elif mode == "runtime":
+            body["runtime_url"] = need(self.url, "the runtime URL")
+            body["token"] = str(self.secret.value).strip() or None
+        else:
+            body["credentials"] = {"client_id": need(self.client_id, "the Google client ID"),
+                                   "client_secret": need(self.client_secret,
+                                                         "the Google client secret")}
+            body["accelerator"] = self.accelerator.value
+            body["manual"] = bool(self.manual.value) or None
+        if mode != "worker":
+            body["tunnel"] = self.tunnel.value
+            body["ngrok_token"] = str(self.ngrok_token.value).strip() or None
+        body["model_id"] = str(self.model_id.value).strip() or None
+        body["name"] = str(self.name.value).strip() or None
+        return body
+
+    def connect(self) -> threading.Thread | None:
+        """Send the connect request in a thread (a launch can take minutes)."""
+        result: threading.Thread | None = self.guard(self._start)
+        return result
+
+    def _start(self) -> threading.Thread:
+        body = self.body()
+        _ = self.sdk
+        self.clear_error()
+        self.connect_button.disabled = True
+        self.result.value = "Connecting… (starting a runtime can take a few minutes)"
+        return self.in_thread(self._connect, body)
+
+    def _connect(self, body: dict[str, Any]) -> None:
+        try:
+            answer = self.sdk.colab.connect(**body)
+        except Exception:
+            self.result.value = ""
+            raise
+        finally:
+            self.connect_button.disabled = False
+        self.show(answer)
+
+    def show(self, answer: ConnectResult) -> None:
+        if answer.status == "authorization_required" and answer.auth_url:
+            self.result.value = (
+                "Google needs your consent: "
+                f"<a href='{escape(answer.auth_url)}' target='_blank' rel='noopener'>"
+                "sign in with Google</a>, allow access, then press Connect again.")
+            return
+        if answer.get("colab_url"):
+            self.result.value = (
+                f"<a href='{escape(answer.colab_url)}' target='_blank' rel='noopener'>"
+                "Open the worker notebook in Colab</a>, run all, then connect with the "
+                "worker URL and secret it prints.")
+            return
+        info: dict[str, Any] = answer.runtime_info or {}
+        facts = ", ".join(f"{k} {v}" for k, v in info.items() if v and k != "details")
+        self.attached = answer.worker or self.attached
+        self.result.value = (f"<b>{escape(answer.status)}</b>: worker "
+                             f"<code>{escape(answer.worker or '?')}</code>"
+                             + (f" ({escape(facts)})" if facts else ""))
+
+    def disconnect(self) -> None:
+        """Detach the worker this widget attached (or the one named in Name)."""
+        self.guard(self._disconnect)
+
+    def _disconnect(self) -> None:
+        name = str(self.name.value).strip() or self.attached
+        answer = self.sdk.colab.disconnect(name)
+        self.result.value = f"detached <code>{escape(answer.get('worker') or name or '')}</code>"
+        self.attached = None
+        self.clear_error()

@@ -1,0 +1,142 @@
+"""ModelsWidget: the catalog with a button per model (download, cancel, load, unload) and a
+live progress bar for each download."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import ipywidgets as w
+
+from bridge.sdk.client import Client
+from bridge.sdk.types import DownloadJob, Model, human_bytes
+from bridge.widgets.base import BaseWidget, escape
+
+ACTIONS = {"downloadable": "Download", "queued": "Cancel", "downloading": "Cancel",
+           "ready": "Load", "available": "Load", "loaded": "Unload"}
+
+
+class ModelRow:
+    """One model: its name, status, progress bar, details and action button."""
+
+    def __init__(self, owner: ModelsWidget, model_id: str) -> None:
+        self.model_id = model_id
+        self.name = w.HTML(layout=w.Layout(width="16em"))
+        self.status = w.HTML(layout=w.Layout(width="8em"))
+        self.bar = w.FloatProgress(min=0.0, max=1.0, value=0.0,
+                                   layout=w.Layout(width="12em", visibility="hidden"))
+        self.detail = w.HTML(layout=w.Layout(width="12em"))
+        self.button = w.Button(layout=w.Layout(width="7em"))
+        owner.on_click(self.button, lambda: owner.act(self.model_id))
+        self.box = w.HBox([self.name, self.status, self.bar, self.detail, self.button])
+
+    def show_model(self, model: Model) -> None:
+        size = model.size or human_bytes(model.bytes)
+        self.name.value = f"<b>{escape(model.id)}</b> <small>{escape(size)}</small>"
+        self.set_status(str(model.status))
+
+    def set_status(self, status: str) -> None:
+        self.status.value = escape(status)
+        action = ACTIONS.get(status)
+        self.button.description = action or ""
+        self.button.disabled = action is None
+        self.button.layout.visibility = "visible" if action else "hidden"
+
+    def show_job(self, job: DownloadJob) -> None:
+        """A download's progress: bar, percentage, speed and time left."""
+        self.set_status(str(job.status))
+        progress = float(job.progress or 0.0)
+        self.bar.value = progress
+        self.bar.layout.visibility = "visible"
+        self.bar.bar_style = {"completed": "success", "failed": "danger",
+                              "cancelled": "warning"}.get(str(job.status), "info")
+        shown = [job.get("speed"), job.get("eta")]  # "0B/s": nothing measured (yet), not shown
+        bits = [f"{progress:.0%}"] + [str(v) for v in shown if v and v != "0B/s"]
+        self.detail.value = f"<small>{escape(' · '.join(bits))}</small>"
+
+
+class ModelsWidget(BaseWidget):
+    """The service's models; buttons act on one model each, downloads show live progress."""
+
+    def __init__(self, client: Client | None = None, *, poll_interval: float = 0.5,
+                 **client_options: Any) -> None:
+        super().__init__(client, client_options)
+        self.poll_interval = poll_interval
+        self.rows: dict[str, ModelRow] = {}
+        self.table = w.VBox()
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.on_click(self.refresh_button, self.refresh)
+        self.widget = w.VBox([self.refresh_button, self.table, self.error])
+        if self.client is not None:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Read the catalog again (running downloads keep their bars)."""
+        self.guard(self._refresh)
+
+    def _refresh(self) -> None:
+        models = self.sdk.models.list()
+        for model in models:
+            row = self._row(model.id)
+            if row.bar.layout.visibility == "hidden" or model.status != "downloadable":
+                row.show_model(model)
+        listed = {m.id for m in models}
+        self.table.children = [self.rows[m].box for m in self.rows
+                               if m in listed or self.rows[m].bar.layout.visibility == "visible"]
+        self.clear_error()
+
+    def _row(self, model_id: str) -> ModelRow:
+        if model_id not in self.rows:
+            self.rows[model_id] = ModelRow(self, model_id)
+            self.table.children = (*self.table.children, self.rows[model_id].box)
+        return self.rows[model_id]
+
+    def act(self, model_id: str) -> threading.Thread | None:
+        """What the model's button says: download, cancel, load or unload."""
+        action = self._row(model_id).button.description
+        if action == "Download":
+            return self.download(model_id)
+        if action == "Cancel":
+            return self.in_thread(self._cancel, model_id)
+        if action in ("Load", "Unload"):
+            self._row(model_id).button.disabled = True
+            return self.in_thread(self._load, model_id, action == "Load")
+        return None
+
+    def download(self, model_id: str, **source: Any) -> threading.Thread | None:
+        """Start a download (a registry id, or ``repo_id=``, ``url=``, ``path=``...);
+        its bar moves as it goes. ``wait()`` blocks until it ends."""
+        if self.client is None:
+            self.show_error("this widget has no client: give client= or a valid base_url=")
+            return None
+        self.clear_error()
+        row = self._row(model_id)
+        row.button.disabled = True
+        return self.in_thread(self._download, model_id, source)
+
+    def _download(self, model_id: str, source: dict[str, Any]) -> None:
+        row = self.rows[model_id]
+        try:
+            job = self.sdk.models.download(model_id, progress=row.show_job,
+                                           poll_interval=self.poll_interval, **source)
+        except Exception:
+            row.bar.bar_style = "danger"
+            self.guard(self._refresh)
+            raise
+        row.show_job(job)
+        self._refresh()
+
+    def _cancel(self, model_id: str) -> None:
+        self.rows[model_id].show_job(self.sdk.models.cancel(model_id))
+
+    def _load(self, model_id: str, load: bool) -> None:
+        row = self.rows[model_id]
+        try:
+            if load:
+                done = self.sdk.models.load(model_id)
+                row.detail.value = f"<small>loaded in {done.load_time} s</small>"
+            else:
+                self.sdk.models.unload(model_id)
+                row.detail.value = ""
+        finally:
+            self.guard(self._refresh)

@@ -1,0 +1,135 @@
+"""StatusWidget: CPU, memory, GPU, models and backends (workers), refreshed every few seconds
+by a background thread that stops on ``close()``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import ipywidgets as w
+
+from bridge.sdk.client import Client
+from bridge.sdk.types import SystemStatus, human_bytes
+from bridge.widgets.base import BaseWidget, escape
+
+_CELL = "<td style='padding:0 8px'>{}</td>"
+
+
+def _bar(description: str) -> Any:
+    return w.FloatProgress(min=0.0, max=100.0, value=0.0, description=description,
+                           bar_style="info")
+
+
+class StatusWidget(BaseWidget):
+    """The service's resources and compute at a glance; ``interval=0`` refreshes on click only."""
+
+    def __init__(self, client: Client | None = None, *, interval: float = 2.0,
+                 **client_options: Any) -> None:
+        super().__init__(client, client_options)
+        self.interval = interval
+        self.refreshes = 0
+        self.cpu, self.memory, self.gpu_memory = _bar("CPU"), _bar("Memory"), _bar("GPU mem")
+        self.cpu_text, self.memory_text, self.gpu_text = w.HTML(), w.HTML(), w.HTML()
+        self.models = w.HTML()
+        self.backends = w.HTML()
+        self.updated = w.HTML()
+        self.auto = w.Checkbox(value=interval > 0, description="auto-refresh", indent=False)
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.on_click(self.refresh_button, self.refresh)
+        self.auto.observe(lambda change: self.guard(self._toggle, change["new"]), "value")
+        self.widget = w.VBox([
+            w.HBox([self.refresh_button, self.auto, self.updated]),
+            w.HBox([self.cpu, self.cpu_text]), w.HBox([self.memory, self.memory_text]),
+            w.HBox([self.gpu_memory, self.gpu_text]), self.models, self.backends, self.error,
+        ])
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self.client is not None:
+            self.refresh()
+            if interval > 0:
+                self.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the refresh thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Refresh every ``interval`` seconds in a background thread."""
+        if self.running or self._closed.is_set():
+            return
+        self.interval = self.interval if self.interval > 0 else 2.0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="bridge-status")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop refreshing (the thread ends within one request)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=self.interval + 35)
+        self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    def _toggle(self, on: bool) -> None:
+        self.start() if on else self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Read ``/system/status`` once and show it; an error is shown and the loop goes on."""
+        self.guard(self._refresh)
+
+    def _refresh(self) -> None:
+        status = self.sdk.system.status()
+        self.show(status)
+        self.refreshes += 1
+        self.updated.value = f"<small>{escape(status.status)} · {time.strftime('%H:%M:%S')}</small>"
+        self.clear_error()
+
+    def show(self, status: SystemStatus) -> None:
+        res: dict[str, Any] = status.resources or {}
+        cpu, memory, gpu = res.get("cpu") or {}, res.get("memory") or {}, res.get("gpu")
+        self.cpu.value = float(cpu.get("usage") or 0.0)
+        temp = f", {cpu['temperature']} °C" if cpu.get("temperature") is not None else ""
+        self.cpu_text.value = escape(f"{cpu.get('usage', '?')}% of {cpu.get('cores', '?')} "
+                                     f"cores{temp}")
+        used, total = memory.get("used") or 0, memory.get("total") or 0
+        self.memory.value = 100.0 * used / total if total else 0.0
+        self.memory_text.value = escape(f"{human_bytes(used)} of {human_bytes(total)}")
+        if gpu:
+            g_used, g_total = gpu.get("memory_used") or 0, gpu.get("memory_total") or 0
+            self.gpu_memory.value = 100.0 * g_used / g_total if g_total else 0.0
+            load = f", {gpu['usage']}% busy" if gpu.get("usage") is not None else ""
+            self.gpu_text.value = escape(f"{gpu.get('name', 'GPU')}: {human_bytes(g_used)} of "
+                                         f"{human_bytes(g_total)}{load}")
+        else:
+            self.gpu_memory.value = 0.0
+            self.gpu_text.value = "no GPU on the service's machine (attach a worker for one)"
+        models: dict[str, Any] = status.models or {}
+        self.models.value = (
+            f"<b>Loaded</b>: {escape(', '.join(models.get('loaded') or []) or '-')} · "
+            f"<b>Stored</b>: {escape(', '.join(models.get('cached') or []) or '-')}")
+        self.backends.value = self._backends(status.backends or [])
+
+    @staticmethod
+    def _backends(backends: list[Any]) -> str:
+        head = "".join(_CELL.format(f"<b>{h}</b>") for h in
+                       ("backend", "kind", "healthy", "latency", "runtime", "models"))
+        rows = [f"<tr>{head}</tr>"]
+        for b in backends:
+            info = b.get("runtime_info") or {}
+            latency = b.get("latency_ms")
+            runtime = " ".join(str(info[k]) for k in ("type", "gpu") if info.get(k)) or "-"
+            cells = (b.get("name"), b.get("kind"), "yes" if b.get("healthy") else "no",
+                     f"{latency:.0f} ms" if isinstance(latency, int | float) else "-",
+                     runtime, ", ".join(b.get("models") or []) or "-")
+            rows.append("<tr>" + "".join(_CELL.format(escape(c)) for c in cells) + "</tr>")
+        return f"<table>{''.join(rows)}</table>"

@@ -1,0 +1,191 @@
+"""WebSocket /ws: chat.stream, system.status subscriptions, model_status and chat_update pushes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask_sock import Sock
+
+from bridge.errors import BridgeError, Unauthorized, ValidationError
+from bridge.streaming import encode_stream
+from bridge.types import BackendSwitched, Done, Event, Token
+from local_api.accounts.identity import Identity, current_identity
+from local_api.docs import spec
+from local_api.events import bus
+from local_api.generation import pipeline
+from local_api.generation.routes import NAMES
+from local_api.system import status
+from local_api.validation import check, obj, parse_json
+
+FRAME = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "type": {"type": "string"},
+                   "data": {"type": "object"}, "id": {"type": ["string", "integer"]}},
+}
+CHAT = obj(
+    {
+        "prompt": pipeline.PROMPT,
+        "model_id": pipeline.MODEL_ID,
+        "model": pipeline.MODEL_ID,
+        "parameters": pipeline.PARAMETERS,
+        "conversation_id": pipeline.CONVERSATION_ID,
+    },
+    ("prompt",),
+)
+log = logging.getLogger("compute_bridge.ws")
+STATUS = obj({"interval": {"type": "number", "minimum": 0, "maximum": 3600}}, ("interval",))
+
+
+class Session:
+    """One socket: a send lock shared by the reader loop and the chat threads."""
+
+    def __init__(self, ws: Any, who: Identity, app: Flask) -> None:
+        self.ws, self.who, self.app = ws, who, app
+        self.lock = threading.Lock()
+        self.interval = 0.0
+        self.next_status = float("inf")
+        self.open = True
+
+    def send(self, name: str, data: dict[str, Any]) -> None:
+        with self.lock:
+            self.ws.send(json.dumps({"event": name, "type": name, "data": data}))
+
+    def error(self, exc: BridgeError, request_id: str | None = None) -> None:
+        self.send("error", exc.to_dict(request_id or f"ws-{secrets.token_hex(6)}"))
+
+    def handle(self, raw: str | bytes) -> None:
+        """One client frame; every failure answers an ``error`` frame and the socket stays."""
+        try:
+            frame = parse_json(raw)
+            if not isinstance(frame, dict):
+                raise ValidationError("A frame must be a JSON object")
+            check(frame, FRAME)
+            name = frame.get("event") or frame.get("type")
+            data = frame.get("data") or {}
+            if name == "chat.stream":
+                check(data, CHAT)
+                threading.Thread(target=self.chat, args=(data,), daemon=True).start()
+            elif name == "system.status":
+                check(data, STATUS)
+                self.interval = float(data["interval"])
+                self.next_status = time.monotonic() if self.interval else float("inf")
+            elif name == "ping":
+                self.send("pong", {})
+            else:
+                raise ValidationError(
+                    f"Unknown event {name!r}: use chat.stream or system.status",
+                    details={"event": str(name)[:64]},
+                )
+        except BridgeError as exc:
+            self.error(exc)
+        except Exception:
+            self.internal_error()
+
+    def internal_error(self) -> None:
+        rid = f"ws-{secrets.token_hex(6)}"
+        log.exception("WebSocket frame failed (request %s)", rid)
+        self.error(BridgeError("Internal server error"), rid)
+
+    def chat(self, data: dict[str, Any]) -> None:
+        """Run one chat.stream through the pipeline, frames out as events come."""
+        with self.app.app_context():
+            try:
+                prompt = data["prompt"]
+                request = pipeline.request_from_parameters(
+                    data.get("model_id") or data.get("model"), prompt, data.get("parameters"))
+                job = pipeline.start(self.who, request, prompt=prompt,
+                                     conversation_id=data.get("conversation_id"), names=NAMES)
+                stream = pipeline.open_stream(job)
+            except BridgeError as exc:
+                self.error(exc)
+                return
+            except Exception:
+                self.internal_error()
+                return
+
+            def encode(event: Event) -> Iterator[tuple[str, dict[str, Any]]]:
+                if isinstance(event, Token):
+                    yield "chat.stream", {"token": event.text, "is_final": False}
+                elif isinstance(event, BackendSwitched):
+                    yield "backend_switched", {"from": event.from_backend,
+                                               "to": event.to_backend, "reason": event.reason}
+                elif isinstance(event, Done):
+                    answer = job.answer
+                    assert answer is not None
+                    yield "chat.stream", {
+                        "token": "", "is_final": True, "completion": answer["text"],
+                        "usage": answer["usage"], "backend": answer["backend"],
+                        "conversation_id": answer["conversation_id"],
+                        "metrics": answer["metrics"], "model_id": answer["model"],
+                        "cache": answer.get("cache"),
+                    }
+
+            def encode_error(exc: BridgeError) -> tuple[str, dict[str, Any]]:
+                return "error", exc.to_dict(f"ws-{secrets.token_hex(6)}")
+
+            frames = encode_stream(stream, encode, encode_error)
+            try:
+                for name, frame in frames:
+                    if not self.open:
+                        return
+                    self.send(name, frame)
+            except Exception:  # the socket closed under us: stop generating
+                self.open = False
+            finally:
+                frames.close()
+
+    def tick(self, inbox: queue.Queue[tuple[str, dict[str, Any]]]) -> None:
+        while True:
+            try:
+                name, data = inbox.get_nowait()
+            except queue.Empty:
+                break
+            self.send(name, data)
+        now = time.monotonic()
+        if now >= self.next_status:
+            with self.app.app_context():
+                snap = status.snapshot()
+            res = snap["resources"]
+            gpu = res["gpu"] or {}
+            flat = {"cpu": res["cpu"]["usage"], "memory": res["memory"]["used"],
+                    "gpu": gpu.get("usage")}
+            self.send("system.status", {"resources": flat, "status": snap})
+            self.next_status = now + self.interval
+
+
+def init_app(app: Flask) -> None:
+    sock = Sock(app)
+
+    @app.before_request
+    def _authenticate_socket() -> None:
+        if request.path == "/ws" and current_identity() is None:
+            raise Unauthorized("WebSocket needs 'Authorization: Bearer <token>' or ?token=")
+
+    @sock.route("/ws")
+    def websocket(ws: Any) -> None:
+        who = current_identity()
+        assert who is not None
+        session = Session(ws, who, current_app._get_current_object())  # type: ignore[attr-defined]
+        with bus().subscribe(who.user_id) as inbox:
+            try:
+                while session.open:
+                    raw = ws.receive(timeout=0.1)
+                    if raw is not None:
+                        session.handle(raw)
+                    session.tick(inbox)
+            except Exception:  # ConnectionClosed and friends: the client left
+                pass
+            finally:
+                session.open = False
+
+    spec("WebSocket: chat.stream, system.status, model_status, chat_update", auth="user")(
+        app.view_functions["websocket"]
+    )

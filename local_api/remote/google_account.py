@@ -1,0 +1,179 @@
+"""A user's Google sign-in for Colab (pending consent, stored credentials) and what it drives:
+the control-plane client, keep-alive, release, and a runtime's limits."""
+
+# Between consent and callback the flow's parameters (client secret, PKCE verifier) are kept
+# sealed with the app's SecretBox; only the OAuth `state` is stored in clear, to find the row.
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from google.oauth2.credentials import Credentials
+from sqlalchemy import delete, null, select
+
+from bridge.errors import BridgeError, Forbidden, ValidationError
+from colab_runtime import oauth
+from colab_runtime.colab import COLAB_URL, KEEPALIVE_URL, Assignment, ColabClient, KeepAlive
+from colab_runtime.drive import DRIVE_ROOT_URL
+from local_api.storage import schema
+from local_api.storage.crypto import SecretBox
+from local_api.storage.db import engine
+from local_api.timeutil import duration, utcnow
+
+
+@dataclass(frozen=True)
+class GoogleEndpoints:
+    """Where Google's services are (tests point these at stand-ins on loopback)."""
+
+    auth_uri: str = oauth.AUTH_URI
+    token_uri: str = oauth.TOKEN_URI
+    colab_url: str = COLAB_URL
+    keepalive_url: str = KEEPALIVE_URL
+    drive_root_url: str = DRIVE_ROOT_URL
+    keepalive_interval: float = 60.0
+    clock: Callable[[], float] = field(default=time.time)
+
+
+def endpoints() -> GoogleEndpoints:
+    """The app's endpoints: the ``google`` collaborator, else Google's own."""
+    found = current_app.extensions["collaborators"].get("google")
+    return found if isinstance(found, GoogleEndpoints) else GoogleEndpoints()
+
+
+def _box() -> SecretBox:
+    return current_app.extensions["secret_box"]  # type: ignore[no-any-return]
+
+
+def stored_credentials(user_id: int, client_id: str | None = None) -> Credentials | None:
+    """The user's Google credentials (None when never signed in or for another OAuth client)."""
+    with engine().connect() as conn:
+        row = conn.execute(
+            select(schema.google_accounts.c.credentials_enc).where(
+                schema.google_accounts.c.user_id == user_id
+            )
+        ).first()
+    if row is None or not row[0]:
+        return None
+    credentials = oauth.load_credentials(_box().decrypt(row[0]))
+    if client_id is not None and credentials.client_id != client_id:
+        return None
+    return credentials
+
+
+def begin_sign_in(
+    user_id: int, client_id: str, client_secret: str, redirect_uri: str
+) -> str:
+    """Start a consent: remember the flow (sealed) and return the consent URL."""
+    where = endpoints()
+    flow = oauth.build_flow(
+        client_id, client_secret, redirect_uri, token_uri=where.token_uri, auth_uri=where.auth_uri
+    )
+    url, state = oauth.authorization_url(flow)
+    pending = {"state": state, "sealed": _box().encrypt(json.dumps(oauth.flow_params(flow, state)))}
+    _save(user_id, pending=pending)
+    return url
+
+
+def finish_sign_in(state: str, code: str) -> int:
+    """The callback: trade the code for credentials, store them encrypted; returns the user id."""
+    if not state:
+        raise ValidationError("the OAuth callback lacks its state", details={"field": "state"})
+    with engine().connect() as conn:
+        rows = conn.execute(
+            select(schema.google_accounts.c.user_id, schema.google_accounts.c.pending)
+        ).all()
+    match = next((r for r in rows if isinstance(r[1], dict) and r[1].get("state") == state), None)
+    if match is None:
+        raise Forbidden("this sign-in is unknown or already finished; connect again")
+    params = json.loads(_box().decrypt(match[1]["sealed"]))
+    credentials = oauth.exchange_code(params, code, state=state)
+    _save(int(match[0]), credentials=oauth.dump_credentials(credentials), pending=None)
+    return int(match[0])
+
+
+def forget(user_id: int) -> None:
+    """Drop the stored credentials (revoked or refused by Google)."""
+    with engine().begin() as conn:
+        conn.execute(
+            delete(schema.google_accounts).where(schema.google_accounts.c.user_id == user_id)
+        )
+
+
+def colab_client(credentials: Credentials, notebook_hash: str | None = None) -> ColabClient:
+    """A control-plane client signed with these credentials."""
+    where = endpoints()
+    return ColabClient(
+        oauth.authorized_session(credentials),
+        base_url=where.colab_url,
+        keepalive_url=where.keepalive_url,
+        notebook_hash=notebook_hash,
+        clock=where.clock,
+    )
+
+
+COLAB_SESSION_CAP = 12 * 3600  # free tier; paid tiers get up to 24 h
+COLAB_IDLE_RECLAIM = 90 * 60
+
+
+def colab_limits(started_at: float | None) -> dict[str, Any]:
+    """A Colab runtime's estimated time left (from the session cap) and the limits it runs under."""
+    left = COLAB_SESSION_CAP - (time.time() - float(started_at or time.time()))
+    return {"time_left": duration(max(0.0, round(left))),
+            "limits": {"session_cap": duration(COLAB_SESSION_CAP),
+                       "idle_reclaim": duration(COLAB_IDLE_RECLAIM)}}
+
+
+def start_keepalive(
+    client: ColabClient, colab: dict[str, Any], assignment: Assignment | None = None
+) -> KeepAlive:
+    """Keep a runtime alive; a restored one (token unknown) has its token renewed at once."""
+    if assignment is None:
+        assignment = Assignment(colab["endpoint"], colab.get("proxy_url", ""), "", 0.0,
+                                colab.get("accelerator", "T4"), colab.get("variant", "GPU"))
+    keeper = KeepAlive(client, assignment, interval=endpoints().keepalive_interval)
+    keeper.start()
+    return keeper
+
+
+def release_runtime(client: ColabClient | None, endpoint: str) -> str | None:
+    """Release a Colab runtime (it stops being billed); a warning for the user if it failed."""
+    try:
+        if client is None:
+            raise ValidationError("no Google sign-in to release it with")
+        client.release(endpoint)
+    except BridgeError as exc:
+        return (f"Colab runtime {endpoint} was not released ({exc.message}); release it in "
+                "Colab (Runtime > Disconnect and delete runtime)")
+    return None
+
+
+def colab_client_for(user_id: int | None, notebook_hash: str | None = None) -> ColabClient:
+    """The control-plane client of a user's stored sign-in (a stored Colab worker's owner)."""
+    credentials = stored_credentials(int(user_id or 0))
+    if credentials is None:
+        raise ValidationError("no stored Google sign-in")
+    return colab_client(credentials, notebook_hash)
+
+
+_KEEP: Any = object()
+
+
+def _save(user_id: int, *, credentials: Any = _KEEP, pending: Any = _KEEP) -> None:
+    table = schema.google_accounts
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if credentials is not _KEEP:
+        values["credentials_enc"] = _box().encrypt(credentials)
+    if pending is not _KEEP:
+        values["pending"] = null() if pending is None else pending  # SQL NULL, not JSON null
+    with engine().begin() as conn:
+        found = conn.execute(select(table.c.user_id).where(table.c.user_id == user_id)).first()
+        if found is None:
+            values.setdefault("credentials_enc", "")
+            conn.execute(table.insert().values(user_id=user_id, **values))
+        else:
+            conn.execute(table.update().where(table.c.user_id == user_id).values(**values))

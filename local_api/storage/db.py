@@ -1,0 +1,52 @@
+"""The database: one SQLAlchemy engine per app, SQLite tuned for safety by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import Engine, create_engine, event
+
+from bridge.errors import ValidationError
+from local_api.storage.migrations import migrate
+
+SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def create_db_engine(url: str, synchronous: str = "NORMAL") -> Engine:
+    """An engine; SQLite gets WAL, foreign keys, a busy timeout and ``synchronous``."""
+    if url.startswith("sqlite"):
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ValidationError(
+                f"BRIDGE_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {synchronous!r}",
+                details={"setting": "sqlite_synchronous"},
+            )
+        pragma = f"PRAGMA synchronous={synchronous.upper()}"
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(pragma)
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    if settings.db_url.startswith("sqlite"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = create_db_engine(settings.db_url, settings.sqlite_synchronous)
+    with engine.begin() as conn:
+        migrate(conn)
+    app.extensions["db"] = engine
+
+
+def engine() -> Engine:
+    """The current app's engine."""
+    return current_app.extensions["db"]  # type: ignore[no-any-return]

@@ -1,0 +1,64 @@
+"""Schema migrations: a plain ordered list, applied on start inside one transaction each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, select
+
+from local_api.storage import schema
+from local_api.timeutil import utcnow
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+
+def _create(*tables: object) -> Callable[[Connection], None]:
+    def run(conn: Connection) -> None:
+        schema.metadata.create_all(conn, tables=list(tables))  # type: ignore[arg-type]
+
+    return run
+
+
+MIGRATIONS: list[Migration] = [
+    (
+        1,
+        "accounts, tokens, API keys, audit log",
+        _create(
+            schema.users,
+            schema.refresh_tokens,
+            schema.revoked_tokens,
+            schema.api_keys,
+            schema.audit_log,
+        ),
+    ),
+    (2, "conversations and messages", _create(schema.conversations, schema.messages)),
+    (3, "model download jobs", _create(schema.download_jobs)),
+    (4, "attached workers, Google accounts", _create(schema.workers, schema.google_accounts)),
+    (5, "download plans (resume after restart)", _create(schema.download_plans)),
+    (6, "request signing keys of API keys", _create(schema.api_key_signing)),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(conn: Connection) -> int:
+    schema.metadata.create_all(conn, tables=[schema.schema_version])
+    row = conn.execute(
+        select(schema.schema_version.c.version).order_by(schema.schema_version.c.version.desc())
+    ).first()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Connection) -> int:
+    """Apply every migration newer than the database; returns the resulting version."""
+    version = current_version(conn)
+    for number, note, step in MIGRATIONS:
+        if number > version:
+            step(conn)
+            conn.execute(
+                schema.schema_version.insert().values(
+                    version=number, applied_at=utcnow(), note=note
+                )
+            )
+            version = number
+    return version

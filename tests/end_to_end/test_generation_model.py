@@ -1,0 +1,201 @@
+"""The real default model behind the real app (model loaded once per test session)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websocket
+from flask import Flask
+
+from bridge.backends.local import LocalBackend
+from bridge.config import DEFAULT_MODEL_ID
+from bridge.models.store import ModelStore
+from bridge.router import Router
+from local_api import create_app, shutdown
+from tests.support.app import LiveServer
+
+
+@pytest.fixture
+def app(
+    app_config: dict[str, Any], model_store: ModelStore, local_backend: LocalBackend
+) -> Iterator[Flask]:
+    application = create_app(app_config, router=Router(local_backend), local=local_backend,
+                             store=model_store)
+    yield application
+    shutdown(application)
+
+
+@pytest.fixture
+def headers(http: httpx.Client) -> dict[str, str]:
+    http.post("/api/auth/register",
+              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
+    token = http.post("/api/auth/login",
+                      json={"username": "alice", "password": "longenough"}).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_answers_a_question(http: httpx.Client, headers: dict[str, str]) -> None:
+    response = http.post("/api/generate", headers=headers, json={
+        "model": DEFAULT_MODEL_ID, "prompt": "What is the capital of France?",
+        "parameters": {"temperature": 0, "max_tokens": 24}})
+    body = response.json()
+    assert response.status_code == 200, body
+    assert "Paris" in body["response"]
+    assert body["backend"] == "local"
+    assert 0 < body["usage"]["completion_tokens"] <= 24
+    assert body["metrics"]["tokens_per_second"] > 0
+
+
+def test_stream_and_conversation_with_the_model(
+    http: httpx.Client, headers: dict[str, str]
+) -> None:
+    with http.stream("POST", "/api/v1/chat/completion", headers=headers, json={
+        "prompt": "What is the capital of France?", "stream": True,
+        "parameters": {"temperature": 0, "max_tokens": 16}}) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    tokens = "".join(e["token"] for e in events if not e["is_final"])
+    final = events[-1]
+    assert final["is_final"] and tokens == final["completion"] and "Paris" in tokens
+    follow = http.post("/api/v1/chat/completion", headers=headers, json={
+        "prompt": "And of Germany?", "conversation_id": final["conversation_id"],
+        "parameters": {"temperature": 0, "max_tokens": 16}}).json()
+    assert "Berlin" in follow["completion"]
+    assert follow["usage"]["prompt_tokens"] > final["usage"]["prompt_tokens"]
+
+
+def test_disconnected_stream_does_not_stop_others(
+    live_server: LiveServer, http: httpx.Client, headers: dict[str, str]
+) -> None:
+    results: dict[str, Any] = {}
+
+    def steady() -> None:
+        with httpx.Client(base_url=live_server.url, timeout=120) as other:
+            results["other"] = other.post("/api/generate", headers=headers, json={
+                "prompt": "Name three colours.", "parameters": {"max_tokens": 24,
+                                                                 "temperature": 0}}).json()
+
+    thread = threading.Thread(target=steady)
+    thread.start()
+    with http.stream("POST", "/api/generate", headers=headers, json={
+        "prompt": "Write a long story about a lighthouse.", "stream": True,
+        "parameters": {"max_tokens": 200}}) as response:
+        lines = response.iter_lines()
+        first = [next(lines) for _ in range(2)]
+    thread.join(timeout=120)
+    assert all(not json.loads(line)["is_final"] for line in first)
+    assert results["other"]["usage"]["completion_tokens"] > 0
+    convs = http.get("/api/conversations", headers=headers).json()["conversations"]
+    # The abandoned story was never completed, so it was never stored.
+    assert [c["title"] for c in convs] == ["Name three colours."]
+
+
+def test_three_turn_conversation_is_stored_and_fed_back(
+    http: httpx.Client, headers: dict[str, str]
+) -> None:
+    params = {"temperature": 0, "max_tokens": 24}
+    first = http.post("/api/v1/chat/completion", headers=headers, json={
+        "prompt": "My name is Ada. Please remember it.", "parameters": params}).json()
+    conv = first["conversation_id"]
+    second = http.post("/api/v1/chat/completion", headers=headers, json={
+        "prompt": "What is my name?", "conversation_id": conv, "parameters": params}).json()
+    third = http.post("/api/generate", headers=headers, json={
+        "prompt": "Say goodbye to me.", "conversation_id": conv, "parameters": params}).json()
+    assert "Ada" in second["completion"]
+    assert third["conversation_id"] == conv and third["response"]
+    # each turn sends the whole history: prompts grow
+    assert first["usage"]["prompt_tokens"] < second["usage"]["prompt_tokens"]
+    assert second["usage"]["prompt_tokens"] < third["usage"]["prompt_tokens"]
+    stored = http.get(f"/api/conversations/{conv}", headers=headers).json()["conversation"]
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 3
+    assert stored["messages"][3]["content"] == second["completion"]
+
+
+def test_deterministic_answer_is_cached_and_identical(
+    http: httpx.Client, headers: dict[str, str]
+) -> None:
+    body = {"prompt": "Name a primary colour.", "parameters": {"temperature": 0,
+                                                               "max_tokens": 12}}
+    miss = http.post("/api/generate", headers=headers, json=body)
+    hit = http.post("/api/generate", headers=headers, json=body)
+    bypass = http.post("/api/generate", headers={**headers, "Cache-Control": "no-cache"},
+                       json=body)
+    assert miss.headers["X-Cache"] == "MISS" and hit.headers["X-Cache"] == "HIT"
+    assert bypass.headers["X-Cache"] == "BYPASS"
+    assert hit.json()["response"] == miss.json()["response"] == bypass.json()["response"]
+    assert hit.json()["cache"] == {"status": "HIT", "ttl": hit.json()["cache"]["ttl"]}
+
+
+def test_prompt_over_the_context_is_truncated_and_reported(
+    app_config: dict[str, Any], model_store: ModelStore, headers: dict[str, str]
+) -> None:
+    small = LocalBackend(model_store, keep_alive=None, max_context=96)  # same weights, short window
+    application = create_app(app_config, router=Router(small), local=small, store=model_store)
+    try:
+        with LiveServer(application) as server, httpx.Client(base_url=server.url,
+                                                             timeout=120) as http:
+            prompt = "word " * 200 + "\nWhat is the capital of France?"
+            answer = http.post("/api/generate", headers=headers, json={
+                "prompt": prompt, "parameters": {"temperature": 0, "max_tokens": 8}}).json()
+            assert answer["prompt_truncated"] is True
+            assert answer["usage"]["prompt_tokens"] == 96 - 8
+            assert answer["usage"]["completion_tokens"] > 0
+            too_long = http.post("/api/generate", headers=headers, json={
+                "prompt": "hi", "parameters": {"max_tokens": 200}})
+            assert too_long.status_code == 400
+            assert "context" in too_long.json()["error"]["message"]
+            huge = http.post("/api/generate", headers=headers, json={
+                "prompt": "hi", "parameters": {"max_tokens": 10**9, "temperature": -1}})
+            assert huge.status_code == 400
+            assert huge.json()["error"]["code"] == "VALIDATION_ERROR"
+    finally:
+        shutdown(application)
+        small.close()
+
+
+def test_websocket_stream_with_the_model(
+    live_server: LiveServer, http: httpx.Client, headers: dict[str, str]
+) -> None:
+    token = headers["Authorization"].split()[1]
+    ws = websocket.create_connection(
+        live_server.url.replace("http://", "ws://") + f"/ws?token={token}", timeout=120)
+    try:
+        ws.send(json.dumps({"event": "chat.stream", "data": {
+            "prompt": "What is the capital of France?", "model_id": DEFAULT_MODEL_ID,
+            "parameters": {"temperature": 0, "max_tokens": 16}}}))
+        frames = []
+        while not frames or not frames[-1]["is_final"]:
+            frame = json.loads(ws.recv())
+            if frame["event"] == "chat.stream":
+                frames.append(frame["data"])
+    finally:
+        ws.close()
+    assert len(frames) > 2  # streamed token by token, not one lump
+    assert "".join(f["token"] for f in frames) == frames[-1]["completion"]
+    assert "Paris" in frames[-1]["completion"] and frames[-1]["backend"] == "local"
+
+
+def test_load_with_int8_dynamic_then_back(http: httpx.Client, headers: dict[str, str]) -> None:
+    quick = http.post("/api/v1/models/load", headers=headers, json={
+        "model_id": DEFAULT_MODEL_ID, "parameters": {"device": "cpu", "quantization": "none"}})
+    assert quick.status_code == 200 and quick.json()["status"] == "loaded"
+    try:
+        loaded = http.post("/api/v1/models/load", headers=headers, json={
+            "model_id": DEFAULT_MODEL_ID,
+            "parameters": {"device": "cpu", "quantization": "int8-dynamic"}}).json()
+        assert loaded["quantization"] == "int8-dynamic" and loaded["load_time"] > 0
+        answer = http.post("/api/generate", headers=headers, json={
+            "prompt": "What is the capital of France?",
+            "parameters": {"temperature": 0, "max_tokens": 16}}).json()
+        assert "Paris" in answer["response"]
+        cuda = http.post("/api/v1/models/load", headers=headers, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"device": "cuda"}})
+        assert cuda.status_code == 501 and "CUDA" in cuda.json()["error"]["message"]
+    finally:
+        back = http.post("/api/v1/models/load", headers=headers, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"device": "cpu"}})
+        assert back.json()["quantization"] == "none"

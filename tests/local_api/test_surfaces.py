@@ -1,0 +1,338 @@
+"""One request, every surface, one outcome: FT /generate, AQ /chat/completion, OpenAI
+/v1/chat/completions and /v1/completions, the /ws chat.stream and the worker's /generate.
+
+Each surface only decodes its dialect and encodes the pipeline's events, so a validation
+rule, an empty backend stream, the cache and bad text must come out the same on all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websocket
+from flask import Flask
+
+from bridge.config import DEFAULT_MODEL_ID
+from bridge.errors import ContextLengthExceeded, error_for_code
+from bridge.models.store import ModelStore
+from bridge.router import Router
+from bridge.serving import redact_query
+from bridge.signing import sign
+from bridge.types import Event, GenerateRequest
+from colab_runtime.worker import WorkerServer, create_worker_app
+from local_api import create_app, shutdown
+from tests.support.app import LiveServer
+from tests.support.fakes import LocalFake
+
+SECRET = "worker-secret-for-surface-tests"
+
+
+class SurfaceFake(LocalFake):
+    """LocalFake with two more knobs: ``empty`` (a stream with no events at all) and
+    ``context`` (words that fit; more raise ContextLengthExceeded, as an engine does)."""
+
+    empty = False
+    context: int | None = None
+
+    def generate(self, request: GenerateRequest) -> Iterator[Event]:
+        words = sum(len(m.content.split()) for m in request.messages) + len(request.prompt.split())
+        if self.context is not None and words + request.max_tokens > self.context:
+            raise ContextLengthExceeded(
+                f"context {self.context}: prompt {words} + max_tokens {request.max_tokens}",
+                details={"prompt_tokens": words,
+                                                 "max_tokens": request.max_tokens,
+                                                 "context": self.context})
+        if self.empty:
+            self.history.append(request)
+            return iter(())
+        return super().generate(request)
+
+
+@dataclass
+class Outcome:
+    status: int
+    code: str | None  # the error's code, in whatever shape the dialect gives it
+    text: str = ""
+    cache: str | None = None
+
+
+@pytest.fixture
+def fake() -> SurfaceFake:
+    return SurfaceFake()
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], fake: SurfaceFake, tmp_path: Path) -> Iterator[Flask]:
+    application = create_app(app_config, router=Router(fake), local=fake,
+                             store=ModelStore(tmp_path / "models"))
+    yield application
+    shutdown(application)
+
+
+@pytest.fixture
+def key(http: httpx.Client) -> str:
+    http.post("/api/auth/register",
+              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
+    login = http.post("/api/auth/login", json={"username": "alice", "password": "longenough"})
+    return str(login.json()["access_token"])
+
+
+@pytest.fixture
+def worker(fake: SurfaceFake) -> Iterator[WorkerServer]:
+    server = WorkerServer(create_worker_app(fake, SECRET)).start()
+    yield server
+    server.stop()
+
+
+def _code(body: Any) -> str | None:
+    """The envelope's code, or OpenAI's (null for a plain invalid request, as OpenAI's)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    if error.get("code") is None and error.get("type") == "invalid_request_error":
+        return "VALIDATION_ERROR"
+    return str(error.get("code"))
+
+
+def _http(path: str, encode: Callable[[str, dict[str, Any]], dict[str, Any]],
+          text_of: Callable[[dict[str, Any]], str]) -> Callable[..., Outcome]:
+    def call(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = False,
+             raw: str | None = None) -> Outcome:
+        body = encode(prompt, params)
+        data = raw if raw is not None else json.dumps({**body, "stream": stream})
+        r = ctx.http.post(path, content=data, headers={"Authorization": f"Bearer {ctx.key}",
+                                                       "Content-Type": "application/json"})
+        if r.status_code != 200:
+            return Outcome(r.status_code, _code(r.json()))
+        if not stream:
+            return Outcome(200, None, text_of(r.json()), r.headers.get("X-Cache"))
+        return Outcome(200, None, _joined(r.text), r.headers.get("X-Cache"))
+    return call
+
+
+def _joined(text: str) -> str:
+    """The tokens of an NDJSON or SSE stream, joined."""
+    out = []
+    for line in text.splitlines():
+        line = line.removeprefix("data: ")
+        if not line.startswith("{"):
+            continue
+        obj = json.loads(line)
+        if "token" in obj and not obj.get("is_final"):
+            out.append(obj["token"])
+        for choice in obj.get("choices") or []:
+            out.append((choice.get("delta") or {}).get("content") or choice.get("text") or "")
+    return "".join(out)
+
+
+def _params_ft(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": DEFAULT_MODEL_ID, "prompt": prompt, "parameters": params}
+
+
+def _params_aq(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"model_id": DEFAULT_MODEL_ID, "prompt": prompt, "parameters": params}
+
+
+def _oai_chat(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": DEFAULT_MODEL_ID, "messages": [{"role": "user", "content": prompt}],
+            **params}
+
+
+def _oai_text(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": DEFAULT_MODEL_ID, "prompt": prompt, **params}
+
+
+def _ws(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = True,
+        raw: str | None = None) -> Outcome:
+    ws = websocket.create_connection(ctx.server.url.replace("http", "ws", 1) + "/ws",
+                                     header=[f"Authorization: Bearer {ctx.key}"], timeout=10)
+    try:
+        frame = {"event": "chat.stream", "data": _params_aq(prompt, params)}
+        ws.send(raw if raw is not None else json.dumps(frame))
+        tokens = []
+        while True:
+            got = json.loads(ws.recv())
+            if got["event"] == "error":
+                code = _code(got["data"])
+                outcome = Outcome(error_for_code(str(code)).status, code)
+                break
+            if got["event"] == "chat.stream" and got["data"]["is_final"]:
+                cache = (got["data"].get("cache") or {}).get("status", "BYPASS")
+                outcome = Outcome(200, None, "".join(tokens), cache)
+                break
+            tokens.append(got["data"]["token"])
+        ws.send(json.dumps({"event": "ping", "data": {}}))  # the socket is still usable
+        while (got := json.loads(ws.recv()))["event"] != "pong":
+            assert got["event"] == "chat_update"  # the push for the stored exchange
+        return outcome
+    finally:
+        ws.close()
+
+
+def _worker(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = True,
+            raw: str | None = None) -> Outcome:
+    body = (raw if raw is not None else json.dumps(
+        {"model": DEFAULT_MODEL_ID, "prompt": prompt, **params})).encode()
+    r = httpx.post(ctx.worker.url + "/generate", content=body,
+                   headers=sign(SECRET, "POST", "/generate", body), timeout=10)
+    if r.status_code != 200:
+        return Outcome(r.status_code, _code(r.json()))
+    lines = [json.loads(x) for x in r.text.splitlines() if x.strip()]
+    bad = [x for x in lines if x.get("type") == "error"]
+    if bad:
+        return Outcome(200, _code(bad[0]))
+    return Outcome(200, None, "".join(x.get("text", "") for x in lines if x["type"] == "token"))
+
+
+@dataclass
+class Ctx:
+    http: httpx.Client
+    key: str
+    server: LiveServer
+    worker: WorkerServer
+
+
+SURFACES: dict[str, Callable[..., Outcome]] = {
+    "ft": _http("/api/generate", _params_ft, lambda b: b["response"]),
+    "aq": _http("/api/v1/chat/completion", _params_aq, lambda b: b["completion"]),
+    "openai-chat": _http("/v1/chat/completions", lambda p, k: _oai_chat(p, k),
+                         lambda b: b["choices"][0]["message"]["content"]),
+    "openai-text": _http("/v1/completions", lambda p, k: _oai_text(p, k),
+                         lambda b: b["choices"][0]["text"]),
+    "ws": _ws,
+}
+API_SURFACES = list(SURFACES)
+
+
+@pytest.fixture
+def ctx(http: httpx.Client, key: str, live_server: LiveServer, worker: WorkerServer) -> Ctx:
+    return Ctx(http, key, live_server, worker)
+
+
+def _oai_code(code: str | None) -> str | None:
+    """OpenAI's error codes are lower case; the envelope's upper case."""
+    return code.upper() if code else None
+
+
+@pytest.mark.parametrize("params", [{"top_p": 0}, {"top_k": 1001}, {"seed": 2**32}],
+                         ids=["top_p=0", "top_k=1001", "seed=2**32"])
+@pytest.mark.parametrize("surface", [*API_SURFACES, "worker"])
+def test_one_validator_on_every_surface_and_the_worker(
+    ctx: Ctx, fake: SurfaceFake, surface: str, params: dict[str, Any]
+) -> None:
+    call = _worker if surface == "worker" else SURFACES[surface]
+    outcome = call(ctx, "hello", params)
+    assert (outcome.status, _oai_code(outcome.code)) == (400, "VALIDATION_ERROR")
+    assert fake.history == []  # refused before it reached a backend
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("surface", [*API_SURFACES, "worker"])
+def test_an_empty_backend_stream_is_a_503_everywhere(
+    ctx: Ctx, fake: SurfaceFake, surface: str, stream: bool
+) -> None:
+    fake.empty = True
+    call = _worker if surface == "worker" else SURFACES[surface]
+    outcome = call(ctx, "hello", {}, stream=stream)
+    assert (outcome.status, _oai_code(outcome.code)) == (503, "BACKEND_UNAVAILABLE")
+
+
+@pytest.mark.parametrize("surface", API_SURFACES)
+def test_the_cache_serves_every_surface(ctx: Ctx, fake: SurfaceFake, surface: str) -> None:
+    fake.queue("First answer here.", "Second answer, different.")
+    params = {"temperature": 0}
+    first = SURFACES[surface](ctx, "cached?", params)
+    second = SURFACES[surface](ctx, "cached?", params)
+    assert (first.status, first.cache, first.text.strip()) == (200, "MISS", "First answer here.")
+    assert (second.status, second.cache, second.text) == (200, "HIT", first.text)
+    assert len(fake.history) == 1
+    sampled = SURFACES[surface](ctx, "cached?", {"temperature": 0.9})
+    assert sampled.cache == "BYPASS"
+
+
+RAW_SURROGATE = {
+    "ft": '{"prompt": "hi \\ud83d there"}',
+    "aq": '{"prompt": "hi \\ud83d there"}',
+    "openai-chat": '{"messages": [{"role": "user", "content": "hi \\ud83d there"}]}',
+    "openai-text": '{"prompt": "hi \\ud83d there"}',
+    "ws": '{"event": "chat.stream", "data": {"prompt": "hi \\ud83d there"}}',
+    "worker": '{"model": "m", "prompt": "hi \\ud83d there"}',
+}
+
+
+@pytest.mark.parametrize("surface", [*API_SURFACES, "worker"])
+def test_an_unpaired_surrogate_is_a_400_naming_the_field(
+    ctx: Ctx, fake: SurfaceFake, surface: str
+) -> None:
+    call = _worker if surface == "worker" else SURFACES[surface]
+    outcome = call(ctx, "", {}, stream=True, raw=RAW_SURROGATE[surface])
+    assert (outcome.status, _oai_code(outcome.code)) == (400, "VALIDATION_ERROR")
+    assert fake.history == []
+
+
+def test_the_surrogate_error_names_the_field_in_each_dialect(ctx: Ctx) -> None:
+    headers = {"Authorization": f"Bearer {ctx.key}", "Content-Type": "application/json"}
+    r = ctx.http.post("/v1/chat/completions", content=RAW_SURROGATE["openai-chat"],
+                      headers=headers)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "messages[0].content"
+    r = ctx.http.post("/api/generate", content=RAW_SURROGATE["ft"], headers=headers)
+    assert r.json()["error"]["details"]["field"] == "prompt"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("surface", API_SURFACES)
+def test_context_overflow_is_a_400_before_any_byte(
+    ctx: Ctx, fake: SurfaceFake, surface: str, stream: bool
+) -> None:
+    fake.context = 50
+    outcome = SURFACES[surface](ctx, "word " * 40, {"max_tokens": 20}, stream=stream)
+    assert (outcome.status, _oai_code(outcome.code)) == (400, "CONTEXT_LENGTH_EXCEEDED")
+
+
+def test_openai_context_error_uses_openais_code(ctx: Ctx, fake: SurfaceFake) -> None:
+    fake.context = 50
+    r = ctx.http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {ctx.key}"},
+                      json=_oai_chat("word " * 40, {"max_tokens": 20}))
+    error = r.json()["error"]
+    assert r.status_code == 400 and error["code"] == "context_length_exceeded"
+    assert "40" in error["message"] and "20" in error["message"] and "50" in error["message"]
+
+
+def test_an_unexpected_failure_on_ws_is_an_internal_error_frame(
+    ctx: Ctx, fake: SurfaceFake
+) -> None:
+    fake.fail = RuntimeError("boom")
+    ws = websocket.create_connection(ctx.server.url.replace("http", "ws", 1) + "/ws",
+                                     header=[f"Authorization: Bearer {ctx.key}"], timeout=10)
+    try:
+        ws.send(json.dumps({"event": "chat.stream", "data": {"prompt": "hi"}}))
+        got = json.loads(ws.recv())
+        assert got["event"] == "error"
+        assert got["data"]["error"]["code"] == "INTERNAL_ERROR"
+        assert got["data"]["error"]["request_id"]
+        assert "boom" not in json.dumps(got)
+        ws.send(json.dumps({"event": "ping", "data": {}}))
+        assert json.loads(ws.recv())["event"] == "pong"
+    finally:
+        ws.close()
+
+
+def test_system_fingerprint_is_the_same_on_every_chunk(ctx: Ctx) -> None:
+    r = ctx.http.post("/v1/chat/completions", headers={"Authorization": f"Bearer {ctx.key}"},
+                      json={**_oai_chat("hi", {}), "stream": True})
+    chunks = [json.loads(x[6:]) for x in r.text.splitlines()
+              if x.startswith("data: {")]
+    prints = {c["system_fingerprint"] for c in chunks}
+    assert len(chunks) > 2 and len(prints) == 1 and None not in prints
+
+
+def test_a_token_in_the_query_is_masked_in_access_lines() -> None:
+    line = "GET /ws?token=eyJhbGciOi.secret.part&x=1 HTTP/1.1"
+    assert redact_query(line) == "GET /ws?token=***&x=1 HTTP/1.1"

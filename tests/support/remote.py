@@ -1,0 +1,147 @@
+"""Fixtures for attaching remote compute: Google stand-ins for an app, a real Jupyter server."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+
+from local_api.remote.google_account import GoogleEndpoints
+from tests.support.fake_google import (
+    ColabState,
+    DriveState,
+    LoopbackServer,
+    OAuthState,
+    create_colab_app,
+    create_drive_app,
+    create_oauth_app,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Google:
+    """The OAuth, Colab and Drive stand-ins on loopback, and the endpoints an app needs for them."""
+
+    oauth: OAuthState
+    colab: ColabState
+    drive: DriveState
+    endpoints: GoogleEndpoints
+    oauth_server: LoopbackServer | None = None  # stop it to make the token endpoint unreachable
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {"client_id": self.oauth.client_id, "client_secret": self.oauth.client_secret}
+
+
+@pytest.fixture
+def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Google]:
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the stand-ins speak plain http
+    oauth = OAuthState()
+    colab = ColabState(tokens=oauth.tokens)
+    drive = DriveState(tokens=oauth.tokens)
+    with (
+        LoopbackServer(create_oauth_app(oauth)) as o,
+        LoopbackServer(create_colab_app(colab)) as c,
+        LoopbackServer(create_drive_app(drive)) as d,
+    ):
+        endpoints = GoogleEndpoints(
+            auth_uri=o.url + "/auth",
+            token_uri=o.url + "/token",
+            colab_url=c.url,
+            keepalive_url=c.url
+            + "/$rpc/google.internal.colab.v1.RuntimeService/KeepAliveAssignment",
+            drive_root_url=d.url,
+            keepalive_interval=3600.0,  # tests call tick() themselves
+            clock=lambda: colab.now,
+        )
+        yield Google(oauth, colab, drive, endpoints, oauth_server=o)
+
+
+def sign_in(client: FlaskClient, auth_url: str) -> dict[str, object]:
+    """What the user's browser does: consent at the stand-in, land on the API's callback."""
+    consent = requests.get(auth_url, allow_redirects=False, timeout=10)
+    assert consent.status_code == 302, consent.text
+    target = urlsplit(consent.headers["Location"])
+    answer = client.get(f"{target.path}?{target.query}")
+    assert answer.status_code == 200, answer.get_json()
+    return dict(answer.get_json())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Jupyter:
+    url: str
+    token: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory: pytest.TempPathFactory, model_store: object) -> Iterator[Jupyter]:
+    """A real Jupyter server on loopback standing in for a runtime; stopped with its kernels.
+
+    It accepts its token, or a Colab runtime-proxy token that the control-plane stand-in named
+    by ``COLAB_STANDIN_URL`` vouches for (tests.support.colab_proxy_identity). Its kernels find the
+    test's converted model through BRIDGE_MODELS_HOME, so a worker they start loads it as is.
+    """
+    root = tmp_path_factory.mktemp("jupyter-root")
+    token, port = secrets.token_hex(16), free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(root / ".config"),
+        "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "BRIDGE_HOME": str(root / "bridge-home"),
+        "BRIDGE_MODELS_HOME": str(model_store.root),  # type: ignore[attr-defined]
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "COLAB_STANDIN_FILE": str(root / "colab-standin-url"),
+    }
+    log = (root / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "jupyter"), "server",
+            f"--IdentityProvider.token={token}", f"--port={port}", "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            "--no-browser", "--allow-root", f"--ServerApp.root_dir={root}",
+            "--ServerApp.identity_provider_class=tests.support.colab_proxy_identity.ColabProxyIdentity",
+        ],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (root / "server.log").read_text()
+            try:
+                if requests.get(url + "/api", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "jupyter server did not answer /api"
+            time.sleep(0.2)
+        yield Jupyter(url, token, root)
+    finally:
+        os.killpg(proc.pid, 15)  # the server and the kernels it started
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
