@@ -127,3 +127,18 @@ def test_the_public_surface_of_bridge() -> None:
         assert getattr(bridge, name).__name__ == name
     with pytest.raises(AttributeError):
         _ = bridge.local_backend  # internals are reached by their sub-package
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in tests/support (fixtures as plugins), not in test modules."""
+    wrong = []
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n.startswith("tests") and ".test_" in f".{n.split('.')[-1]}" for n in names):
+                wrong.append(str(path.relative_to(ROOT)))
+    assert wrong == []

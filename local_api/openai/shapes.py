@@ -272,6 +272,7 @@ def completion(answer: dict[str, Any], *, chat: bool, id_: str, created: int) ->
         "choices": [choice],
         "usage": usage(answer),
         "backend": answer["backend"],
+        **({"prompt_truncated": True} if answer.get("prompt_truncated") else {}),
     }
 
 

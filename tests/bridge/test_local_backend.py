@@ -11,7 +11,7 @@ import pytest
 
 from bridge.backends.local import LocalBackend, held_back
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.errors import ModelNotFound, ValidationError
+from bridge.errors import ContextLengthExceeded, ModelNotFound, ValidationError
 from bridge.models.store import ModelCorrupted, ModelStore
 from bridge.types import Backend, Completion, Done, GenerateRequest, Message, Token, collect
 
@@ -84,12 +84,19 @@ def test_prefill_continues_without_repeating(local_backend: LocalBackend) -> Non
     assert not answer.text.startswith("The capital")
 
 
-def test_long_prompt_is_truncated_from_the_left(model_store: ModelStore) -> None:
+def test_a_long_prompt_is_refused_or_truncated_on_request(model_store: ModelStore) -> None:
     backend = LocalBackend(model_store, keep_alive=None, max_context=64)
     try:
-        answer = ask(backend, "blah " * 200 + CAPITAL, max_tokens=8)
-        assert answer.done.truncated_prompt
-        assert answer.done.prompt_tokens == 56
+        with pytest.raises(ContextLengthExceeded) as refused:
+            ask(backend, "blah " * 200 + CAPITAL, max_tokens=8)
+        assert refused.value.details["context"] == 64
+        request = GenerateRequest(DEFAULT_MODEL_ID, max_tokens=8, temperature=0, truncate=True,
+                                  messages=(Message("system", "Be brief."),
+                                            Message("user", "blah " * 200),
+                                            Message("assistant", "Noted."),
+                                            Message("user", CAPITAL)))
+        answer = collect(backend.generate(request))
+        assert answer.done.truncated_prompt and answer.done.prompt_tokens <= 56
         with pytest.raises(ValidationError, match="context"):
             ask(backend, max_tokens=64)
     finally:
@@ -101,7 +108,9 @@ def test_idle_model_is_unloaded_after_keep_alive(model_store: ModelStore) -> Non
     backend = LocalBackend(model_store, keep_alive=0)
     try:
         assert "Paris" in ask(backend).text
-        assert backend.loaded_models() == []  # idle longer than 0 s
+        assert backend.loaded_models() == [DEFAULT_MODEL_ID]  # asking unloads nothing
+        assert backend.unload_idle() == [DEFAULT_MODEL_ID]  # idle longer than 0 s
+        assert backend.loaded_models() == []
     finally:
         backend.close()
 

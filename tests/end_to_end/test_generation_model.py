@@ -130,7 +130,7 @@ def test_deterministic_answer_is_cached_and_identical(
     assert hit.json()["cache"] == {"status": "HIT", "ttl": hit.json()["cache"]["ttl"]}
 
 
-def test_prompt_over_the_context_is_truncated_and_reported(
+def test_a_prompt_over_the_context_is_refused_unless_truncation_is_asked(
     app_config: dict[str, Any], model_store: ModelStore, headers: dict[str, str]
 ) -> None:
     small = LocalBackend(model_store, keep_alive=None, max_context=96)  # same weights, short window
@@ -139,22 +139,46 @@ def test_prompt_over_the_context_is_truncated_and_reported(
         with LiveServer(application) as server, httpx.Client(base_url=server.url,
                                                              timeout=120) as http:
             prompt = "word " * 200 + "\nWhat is the capital of France?"
-            answer = http.post("/api/generate", headers=headers, json={
-                "prompt": prompt, "parameters": {"temperature": 0, "max_tokens": 8}}).json()
-            assert answer["prompt_truncated"] is True
-            assert answer["usage"]["prompt_tokens"] == 96 - 8
-            assert answer["usage"]["completion_tokens"] > 0
-            too_long = http.post("/api/generate", headers=headers, json={
-                "prompt": "hi", "parameters": {"max_tokens": 200}})
-            assert too_long.status_code == 400
-            assert "context" in too_long.json()["error"]["message"]
-            huge = http.post("/api/generate", headers=headers, json={
-                "prompt": "hi", "parameters": {"max_tokens": 10**9, "temperature": -1}})
-            assert huge.status_code == 400
-            assert huge.json()["error"]["code"] == "VALIDATION_ERROR"
+            refused = http.post("/api/generate", headers=headers, json={
+                "prompt": prompt, "parameters": {"temperature": 0, "max_tokens": 8}})
+            assert refused.status_code == 400
+            error = refused.json()["error"]
+            assert error["code"] == "CONTEXT_LENGTH_EXCEEDED"
+            assert error["details"]["context"] == 96 and error["details"]["max_tokens"] == 8
+            assert error["details"]["prompt_tokens"] > 200
+            streamed = http.post("/v1/chat/completions", headers=headers, json={
+                "messages": [{"role": "user", "content": prompt}], "max_tokens": 8,
+                "stream": True})
+            assert streamed.status_code == 400  # before any SSE byte
+            assert streamed.json()["error"]["code"] == "context_length_exceeded"
+            turns = [{"role": "system", "content": "Answer in one word."}]
+            for n in range(6):
+                turns += [{"role": "user", "content": f"Tell me fact number {n} about cats."},
+                          {"role": "assistant", "content": "Cats sleep a lot. " * 4}]
+            turns.append({"role": "user", "content": "What is the capital of France?"})
+            kept = http.post("/v1/chat/completions", headers=headers, json={
+                "messages": turns, "max_tokens": 8, "temperature": 0, "truncate": True}).json()
+            assert kept["prompt_truncated"] is True
+            assert kept["usage"]["prompt_tokens"] <= 96 - 8
+            assert kept["usage"]["completion_tokens"] > 0
+            whole = http.post("/api/generate", headers=headers, json={
+                "prompt": "hi", "parameters": {"max_tokens": 8, "temperature": 0}}).json()
+            assert "prompt_truncated" not in whole
     finally:
         shutdown(application)
         small.close()
+
+
+def test_an_answer_cut_inside_a_character_does_not_end_in_a_replacement_char(
+    http: httpx.Client, headers: dict[str, str]
+) -> None:
+    """Emoji take several byte-level tokens; a max_tokens cut between them must not leave
+    U+FFFD at the end of the text."""
+    for max_tokens in range(1, 7):
+        answer = http.post("/v1/completions", headers=headers, json={
+            "prompt": "Emoji only: 😀😃😄😁😆😅🤣😂🙂🙃", "max_tokens": max_tokens,
+            "temperature": 0}).json()
+        assert not answer["choices"][0]["text"].endswith("\ufffd"), max_tokens
 
 
 def test_websocket_stream_with_the_model(

@@ -91,6 +91,11 @@ def test_tokens_fallbacks_and_cache_hits(client: FlaskClient, auth: Auth, worker
     first = client.post("/api/generate", headers=headers, json=body)
     assert first.status_code == 200 and first.headers["X-Cache"] == "MISS"
     assert first.get_json()["backend"] == "local"
+    assert "cache" not in first.get_json()  # a failed-over answer is never cached
+    worker.die_after = None
+    worker.queue("one two three four five")
+    whole = client.post("/api/generate", headers=headers, json=body)
+    assert whole.headers["X-Cache"] == "MISS" and whole.get_json()["cache"]["status"] == "MISS"
     again = client.post("/api/generate", headers=headers, json=body)
     assert again.headers["X-Cache"] == "HIT"
     samples = scrape(client)
@@ -99,7 +104,7 @@ def test_tokens_fallbacks_and_cache_hits(client: FlaskClient, auth: Auth, worker
     # 2 tokens came from the worker before it died, the answer reports all 5 as local's.
     assert value(samples, "bridge_tokens_generated_total", backend="local") == 5
     assert value(samples, "bridge_generations_total", backend="local") == 1  # the HIT: none
-    assert value(samples, "bridge_answer_cache_total", result="MISS") == 1
+    assert value(samples, "bridge_answer_cache_total", result="MISS") == 2
     assert value(samples, "bridge_answer_cache_total", result="HIT") == 1
     assert value(samples, "bridge_backend_failovers_total", backend="gpu-1",
                  stage="mid_stream") == 1
