@@ -27,6 +27,12 @@ def message(exc: errors.BridgeError) -> str:
         model = exc.details.get("model_id") or exc.details.get("model")
         if model:
             return f"model '{model}' not found"
+    if isinstance(exc, errors.ContextLengthExceeded) and "context" in exc.details:
+        d = exc.details  # in this dialect's words: num_predict, truncate
+        return (f"the input length exceeds the context length: the prompt takes "
+                f"{d.get('prompt_tokens')} tokens and num_predict asks for {d.get('max_tokens')} "
+                f"more, the context is {d['context']}; shorten the prompt, lower num_predict, "
+                'or send "truncate": true')
     if type(exc) is errors.BridgeError and exc.status == 500:
         return f"{exc.message} (request id {request_id()})"
     return exc.message
