@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +207,12 @@ def test_a_failure_after_the_first_byte_is_one_more_error_line(
     assert r.status_code == 200 and [x.get("response") for x in lines[:2]] == [
         "Bonjour", " from"]
     assert set(lines[-1]) == {"error"} and len(lines) == 3
+
+
+def test_a_rate_limit_is_a_429_in_ollamas_shape(make_app: Callable[..., Flask],
+                                                app_config: dict[str, Any]) -> None:
+    limited = make_app({**app_config, "anonymous_limit": "1/minute"}).test_client()
+    assert limited.get("/ollama/api/version").status_code == 200
+    r = limited.get("/ollama/api/version")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+    assert r.get_json()["error"].startswith("rate limit exceeded; try again in ")
