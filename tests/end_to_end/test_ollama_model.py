@@ -55,7 +55,7 @@ def test_ollama_client_chats_with_the_model(live_server: LiveServer,
 
 
 @pytest.mark.model
-def test_truncate_is_opt_in_and_keeps_the_question(
+def test_truncate_is_opt_in_with_the_model(
     app_config: dict[str, Any], model_store: ModelStore, headers: dict[str, str]
 ) -> None:
     small = LocalBackend(model_store, keep_alive=None, max_context=96)  # same weights, short window
