@@ -33,6 +33,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     from local_api.generation import routes as generation
     from local_api.models import downloads
     from local_api.models import routes as models
+    from local_api.ollama import routes as ollama
     from local_api.openai import routes as openai
     from local_api.remote import routes as remote
     from local_api.storage import crypto, db
@@ -70,6 +71,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(openai.bp)  # /v1, OpenAI shapes (not under /api)
+    app.register_blueprint(ollama.bp)  # /ollama/api, Ollama shapes
     return app
 
 

@@ -40,7 +40,7 @@ from bridge.downloads.registry import REGISTRY
 from bridge.downloads.sources import DownloadError, source_from_request
 from bridge.errors import Conflict, Forbidden, ModelNotFound, NotFound, ValidationError
 from local_api.accounts import audit
-from local_api.accounts.identity import current_identity, login_required
+from local_api.accounts.identity import Identity, current_identity, login_required
 from local_api.docs import spec
 from local_api.events import EventBus
 from local_api.generation.compute import compute
@@ -183,7 +183,12 @@ def start() -> tuple[dict[str, Any], int]:
     body = json_body(DOWNLOAD)
     who = current_identity()
     assert who is not None
-    model_id = body.get("model_id") or _derived_id(body)
+    return describe(submit(who, body.get("model_id") or _derived_id(body), body)), 202
+
+
+def submit(who: Identity, model_id: str, body: dict[str, Any]) -> Job:
+    """Start downloading ``model_id`` as ``body`` (DOWNLOAD) says, within the module's rules
+    (also Ollama's /pull: ``{"model_id": id, "source": "registry"}``)."""
     if not who.is_admin:
         check_user_request(model_id, body)  # before the source's fields are even read
     source = source_from_request(model_id, body, public_only=not who.is_admin)
@@ -206,7 +211,7 @@ def start() -> tuple[dict[str, Any], int]:
         raise
     audit.record("model_download", model_id=model_id, source=source.kind,
                  location=source.display(), job_id=job.id)
-    return describe(job), 202
+    return job
 
 
 def _derived_id(body: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """One request, every surface, one outcome: FT /generate, AQ /chat/completion, OpenAI
-/v1/chat/completions and /v1/completions, the /ws chat.stream and the worker's /generate.
+/v1/chat/completions and /v1/completions, Ollama's /ollama/api/chat and /generate, the /ws
+chat.stream and the worker's /generate.
 
 Each surface only decodes its dialect and encodes the pipeline's events, so a validation
 rule, an empty backend stream, the cache and bad text must come out the same on all.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +19,17 @@ import websocket
 from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.errors import ContextLengthExceeded, error_for_code
+from bridge.errors import error_for_code
 from bridge.models.store import ModelStore
 from bridge.router import Router
 from bridge.serving import redact_query
 from bridge.signing import sign
-from bridge.types import Event, GenerateRequest
 from colab_runtime.worker import WorkerServer, create_worker_app
 from local_api import create_app, shutdown
 from tests.support.app import LiveServer
-from tests.support.fakes import LocalFake
+from tests.support.surfaces import Ctx, Outcome, SurfaceFake, code_of, http_surface
 
 SECRET = "worker-secret-for-surface-tests"
-
-
-class SurfaceFake(LocalFake):
-    """LocalFake with two more knobs: ``empty`` (a stream with no events at all) and
-    ``context`` (words that fit; more raise ContextLengthExceeded, as an engine does)."""
-
-    empty = False
-    context: int | None = None
-
-    def generate(self, request: GenerateRequest) -> Iterator[Event]:
-        words = sum(len(m.content.split()) for m in request.messages) + len(request.prompt.split())
-        if self.context is not None and words + request.max_tokens > self.context:
-            raise ContextLengthExceeded(
-                f"context {self.context}: prompt {words} + max_tokens {request.max_tokens}",
-                details={"prompt_tokens": words,
-                                                 "max_tokens": request.max_tokens,
-                                                 "context": self.context})
-        if self.empty:
-            self.history.append(request)
-            return iter(())
-        return super().generate(request)
-
-
-@dataclass
-class Outcome:
-    status: int
-    code: str | None  # the error's code, in whatever shape the dialect gives it
-    text: str = ""
-    cache: str | None = None
 
 
 @pytest.fixture
@@ -90,47 +60,6 @@ def worker(fake: SurfaceFake) -> Iterator[WorkerServer]:
     server.stop()
 
 
-def _code(body: Any) -> str | None:
-    """The envelope's code, or OpenAI's (null for a plain invalid request, as OpenAI's)."""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return None
-    if error.get("code") is None and error.get("type") == "invalid_request_error":
-        return "VALIDATION_ERROR"
-    return str(error.get("code"))
-
-
-def _http(path: str, encode: Callable[[str, dict[str, Any]], dict[str, Any]],
-          text_of: Callable[[dict[str, Any]], str]) -> Callable[..., Outcome]:
-    def call(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = False,
-             raw: str | None = None) -> Outcome:
-        body = encode(prompt, params)
-        data = raw if raw is not None else json.dumps({**body, "stream": stream})
-        r = ctx.http.post(path, content=data, headers={"Authorization": f"Bearer {ctx.key}",
-                                                       "Content-Type": "application/json"})
-        if r.status_code != 200:
-            return Outcome(r.status_code, _code(r.json()))
-        if not stream:
-            return Outcome(200, None, text_of(r.json()), r.headers.get("X-Cache"))
-        return Outcome(200, None, _joined(r.text), r.headers.get("X-Cache"))
-    return call
-
-
-def _joined(text: str) -> str:
-    """The tokens of an NDJSON or SSE stream, joined."""
-    out = []
-    for line in text.splitlines():
-        line = line.removeprefix("data: ")
-        if not line.startswith("{"):
-            continue
-        obj = json.loads(line)
-        if "token" in obj and not obj.get("is_final"):
-            out.append(obj["token"])
-        for choice in obj.get("choices") or []:
-            out.append((choice.get("delta") or {}).get("content") or choice.get("text") or "")
-    return "".join(out)
-
-
 def _params_ft(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"model": DEFAULT_MODEL_ID, "prompt": prompt, "parameters": params}
 
@@ -148,6 +77,20 @@ def _oai_text(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"model": DEFAULT_MODEL_ID, "prompt": prompt, **params}
 
 
+def _ollama_chat(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": DEFAULT_MODEL_ID, "messages": [{"role": "user", "content": prompt}],
+            "options": _options(params)}
+
+
+def _ollama_generate(prompt: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": DEFAULT_MODEL_ID, "prompt": prompt, "options": _options(params)}
+
+
+def _options(params: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's spelling: the token budget is ``num_predict``."""
+    return {"num_predict" if k == "max_tokens" else k: v for k, v in params.items()}
+
+
 def _ws(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = True,
         raw: str | None = None) -> Outcome:
     ws = websocket.create_connection(ctx.server.url.replace("http", "ws", 1) + "/ws",
@@ -159,7 +102,7 @@ def _ws(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = True,
         while True:
             got = json.loads(ws.recv())
             if got["event"] == "error":
-                code = _code(got["data"])
+                code = code_of(got["data"])
                 outcome = Outcome(error_for_code(str(code)).status, code)
                 break
             if got["event"] == "chat.stream" and got["data"]["is_final"]:
@@ -182,29 +125,25 @@ def _worker(ctx: Ctx, prompt: str, params: dict[str, Any], *, stream: bool = Tru
     r = httpx.post(ctx.worker.url + "/generate", content=body,
                    headers=sign(SECRET, "POST", "/generate", body), timeout=10)
     if r.status_code != 200:
-        return Outcome(r.status_code, _code(r.json()))
+        return Outcome(r.status_code, code_of(r.json(), r.status_code))
     lines = [json.loads(x) for x in r.text.splitlines() if x.strip()]
     bad = [x for x in lines if x.get("type") == "error"]
     if bad:
-        return Outcome(200, _code(bad[0]))
+        return Outcome(200, code_of(bad[0]))
     return Outcome(200, None, "".join(x.get("text", "") for x in lines if x["type"] == "token"))
 
 
-@dataclass
-class Ctx:
-    http: httpx.Client
-    key: str
-    server: LiveServer
-    worker: WorkerServer
-
-
 SURFACES: dict[str, Callable[..., Outcome]] = {
-    "ft": _http("/api/generate", _params_ft, lambda b: b["response"]),
-    "aq": _http("/api/v1/chat/completion", _params_aq, lambda b: b["completion"]),
-    "openai-chat": _http("/v1/chat/completions", lambda p, k: _oai_chat(p, k),
+    "ft": http_surface("/api/generate", _params_ft, lambda b: b["response"]),
+    "aq": http_surface("/api/v1/chat/completion", _params_aq, lambda b: b["completion"]),
+    "openai-chat": http_surface("/v1/chat/completions", lambda p, k: _oai_chat(p, k),
                          lambda b: b["choices"][0]["message"]["content"]),
-    "openai-text": _http("/v1/completions", lambda p, k: _oai_text(p, k),
+    "openai-text": http_surface("/v1/completions", lambda p, k: _oai_text(p, k),
                          lambda b: b["choices"][0]["text"]),
+    "ollama-chat": http_surface("/ollama/api/chat", _ollama_chat,
+                                lambda b: b["message"]["content"]),
+    "ollama-generate": http_surface("/ollama/api/generate", _ollama_generate,
+                                    lambda b: b["response"]),
     "ws": _ws,
 }
 API_SURFACES = list(SURFACES)
@@ -261,6 +200,8 @@ RAW_SURROGATE = {
     "aq": '{"prompt": "hi \\ud83d there"}',
     "openai-chat": '{"messages": [{"role": "user", "content": "hi \\ud83d there"}]}',
     "openai-text": '{"prompt": "hi \\ud83d there"}',
+    "ollama-chat": '{"model": "m", "messages": [{"role": "user", "content": "hi \\ud83d there"}]}',
+    "ollama-generate": '{"model": "m", "prompt": "hi \\ud83d there"}',
     "ws": '{"event": "chat.stream", "data": {"prompt": "hi \\ud83d there"}}',
     "worker": '{"model": "m", "prompt": "hi \\ud83d there"}',
 }
@@ -284,6 +225,8 @@ def test_the_surrogate_error_names_the_field_in_each_dialect(ctx: Ctx) -> None:
     assert r.json()["error"]["param"] == "messages[0].content"
     r = ctx.http.post("/api/generate", content=RAW_SURROGATE["ft"], headers=headers)
     assert r.json()["error"]["details"]["field"] == "prompt"
+    r = ctx.http.post("/ollama/api/chat", content=RAW_SURROGATE["ollama-chat"], headers=headers)
+    assert r.json()["error"].startswith("messages[0].content: ")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -99,13 +99,16 @@ def problem(path: str, status: int, content_type: str, body: bytes) -> str | Non
         error = json.loads(body)["error"]
     except (ValueError, KeyError, TypeError):
         return f"error {status} without an error object: {body[:300]!r}"
-    # The OpenAI-compatible surface answers in OpenAI's shape (ours where Flask routes nothing).
-    ok = _envelope(error) or (path.startswith("/v1/") and _openai(error))
+    # The OpenAI-compatible surface answers in OpenAI's shape (ours where Flask routes nothing),
+    # the Ollama-compatible one in Ollama's: {"error": "message"}, no code.
+    ollama = path.startswith("/ollama/") and isinstance(error, str) and bool(error)
+    ok = _envelope(error) or (path.startswith("/v1/") and _openai(error)) or ollama
     if not ok:
         return f"error {status} is not the envelope: {body[:300]!r}"
     if status >= 500:
-        code = str(error.get("code") or "").upper()  # OpenAI's shape has it in lower case
-        upstream = status in (502, 503) and code in UPSTREAM
+        code = "" if ollama else str(error.get("code") or "").upper()  # OpenAI's: lower case
+        upstream = status in (502, 503) and (
+            code in UPSTREAM or ollama and "internal" not in error.lower())
         if not upstream:
             return f"server error {status}: {body[:300]!r}"
     return None
