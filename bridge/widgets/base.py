@@ -73,7 +73,8 @@ class BaseWidget:
     def show_error(self, problem: BaseException | str) -> None:
         secrets = [str(f.value) for f in self.secret_fields]
         line = text.error(problem, secrets)
-        self.error.value = f'<span style="{ERROR_STYLE}">⚠ {escape(line)}</span>'
+        self.error.value = (f'<span class="bridge-error" style="{ERROR_STYLE}">'
+                            f'⚠ {escape(line)}</span>')
 
     def clear_error(self) -> None:
         self.error.value = ""

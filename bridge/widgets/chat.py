@@ -112,7 +112,7 @@ class ChatWidget(BaseWidget):
             role = "user" if message.role == "user" else "assistant"
             footer = escape(message.backend) if message.get("backend") else ""
             self._bubble(role, message.content, footer)
-            self.messages.append(dict(message))
+            self.messages.append({**message})
 
     @property
     def busy(self) -> bool:
@@ -192,8 +192,8 @@ class ChatWidget(BaseWidget):
             self._busy(False)
         final = stream.final
         stopped = final is None
-        bits = [] if stopped else view.footer(final, len(stream.tokens),
-                                              (stream.switches or [{}])[-1].get("from"))
+        switched = stream.switches[-1].get("from") if stream.switches else None
+        bits = [] if stopped else view.footer(final, len(stream.tokens), switched)
         footer = "" if stopped else view.badge(final.backend or "?", bits)
         reply.value = view.bubble("assistant", text + (" [stopped]" if stopped else ""), footer)
         self.messages.append({"role": "user", "content": prompt})

@@ -64,7 +64,8 @@ class ModelRow:
                               "cancelled": "warning"}.get(str(job.status), "info")
         line = text.progress(job)
         if job.status == "failed":
-            reason = (job.error or {}).get("message") or "the download failed"
+            failure: dict[str, Any] = dict(job.error or {})
+            reason = failure.get("message") or "the download failed"
             line = f"failed: {reason}"
         self.detail.value = f"<small>{escape(line)}</small>"
 

@@ -26,7 +26,7 @@ def _code(code: str, language: str, _attrs: str) -> str:
             f"{highlight(code, lexer, _FORMAT)}</code></pre>")
 
 
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _code})
+_MD = MarkdownIt("commonmark", {"html": False, "breaks": True, "highlight": _code})
 _MD.enable("table")
 
 # ipywidgets' HTML inherits a 28 px line height (one widget row): set the reading one here.
@@ -50,7 +50,8 @@ _COPY = ("<button class='bridge-copy' title='Copy the answer' style='float:right
 def markdown(text: str) -> str:
     """``text`` as HTML (Markdown with code fences; raw HTML is shown as text)."""
     # inline `code` in the code font too (fences carry their own class and style)
-    return _MD.render(text).replace("<code>", "<code style='font-family:var("
+    rendered: str = _MD.render(text)
+    return rendered.replace("<code>", "<code style='font-family:var("
                                     "--jp-code-font-family,monospace)'>")
 
 
@@ -69,8 +70,10 @@ def bubble(role: str, text: str, footer: str = "", *, final: bool = True) -> str
 
 def badge(backend: str, bits: list[str]) -> str:
     """The backend that answered, and how (tokens, tokens/s, a failover)."""
-    return ("<span class='bridge-badge' style='background:var(--jp-success-color1,#188038);"
-            "color:var(--jp-ui-inverse-font-color1,#fff);border-radius:8px;padding:1px 8px'>"
+    # an outline, not a filled pill: the text keeps the transcript's own contrast in any theme
+    return ("<span class='bridge-badge' style='border:1.5px solid var(--jp-success-color1,"
+            "#188038);color:var(--jp-content-font-color1,#1a1a1a);border-radius:8px;"
+            "padding:0 7px'>"
             f"{html.escape(backend)}</span> {html.escape(' · '.join(bits))}")
 
 

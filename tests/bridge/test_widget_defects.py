@@ -19,17 +19,9 @@ from bridge.errors import BridgeError, ValidationError
 from bridge.sdk.service import Service
 from bridge.widgets import ChatWidget, ConnectWidget, ModelsWidget, StatusWidget
 from colab_runtime.worker import WorkerServer, create_worker_app
-from tests.bridge.test_widgets import (  # noqa: F401 (fixtures)
-    SECRET,
-    app,
-    bubbles,
-    fake,
-    sdk,
-    until,
-    user,
-)
 from tests.support.fakes import FakeBackend, LocalFake
 from tests.support.hub_standin import HubStandin
+from tests.support.widgets import SECRET, until, user
 
 COLOUR = re.compile(r"(?:background|[^-]color)\s*:\s*([^;'\"]+)")
 
@@ -59,7 +51,7 @@ def test_1_colours_come_from_the_theme(sdk: Client, fake: LocalFake) -> None:
 
 
 def test_3_disconnect_with_no_name_detaches_nothing(
-    sdk: Client, worker: WorkerServer  # noqa: F811
+    sdk: Client, worker: WorkerServer
 ) -> None:
     sdk.colab.connect(worker_url=worker.url, worker_secret=SECRET, name="theirs")
     connect = ConnectWidget(sdk)
@@ -248,7 +240,7 @@ def test_18_a_stopped_service_says_so(tmp_path: Path) -> None:
 
 
 def test_2_the_quickstart_uses_bridge_url_and_key_and_registers_no_one(
-    app: Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path  # noqa: F811
+    app: Flask, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from tests.end_to_end.quickstart_cells import run_first_cells
     from tests.support.app import LiveServer
