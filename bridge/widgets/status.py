@@ -109,15 +109,23 @@ class StatusWidget(BaseWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        """Read ``/system/status`` once and show it; an error is shown and the loop goes on."""
-        self.guard(self._refresh)
+        """Read ``/system/status`` once and show it; an error is shown and the loop goes on
+        (a service that restarts is picked up again, and the widget says it reconnected)."""
+        if not self.guard(self._refresh):
+            self._lost = True
+            self.updated.value = (f"<small>no answer at {time.strftime('%H:%M:%S')}"
+                                  f"{' · retrying' if self.running else ''}</small>")
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> bool:
         status = self.sdk.system.status()
         self.show(status)
         self.refreshes += 1
-        self.updated.value = f"<small>{escape(status.status)} · {time.strftime('%H:%M:%S')}</small>"
+        again = " · reconnected" if getattr(self, "_lost", False) else ""
+        self._lost = False
+        self.updated.value = (f"<small>{escape(status.status)} · {time.strftime('%H:%M:%S')}"
+                              f"{again}</small>")
         self.clear_error()
+        return True
 
     def show(self, status: SystemStatus) -> None:
         res: dict[str, Any] = status.resources or {}

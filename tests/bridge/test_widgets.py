@@ -9,11 +9,13 @@ from __future__ import annotations
 import html
 import os
 import re
+import threading
 
 from flask import Flask
 
 from bridge import Client
 from bridge.config import DEFAULT_MODEL_ID
+from bridge.serving import create_server
 from bridge.widgets import ChatWidget, ConnectWidget, ModelsWidget, StatusWidget
 from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.support.app import LiveServer
@@ -181,6 +183,17 @@ def test_status_reports_a_server_that_goes_away(app: Flask) -> None:
         assert not status.running and status.error_text == ""
     status.refresh_button.click()
     assert status.error_text.startswith(f"cannot reach the service at {server.url}")
+    assert "no answer at" in status.updated.value
+    again = create_server("127.0.0.1", int(server.url.rsplit(":", 1)[1]), app)  # restarted
+    thread = threading.Thread(target=again.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status.refresh_button.click()
+        assert status.error_text == "" and "reconnected" in status.updated.value
+    finally:
+        again.shutdown()
+        again.server_close()
+        thread.join(5)
     status.close()
 
 
