@@ -10,7 +10,7 @@ HOST ?= $(or $(BRIDGE_HOST),127.0.0.1)
 PORT ?= $(or $(BRIDGE_PORT),5000)
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench fuzz clean model
+.PHONY: install run test lint bench fuzz clean model browser-tests browser-deps
 
 install: $(STAMP)
 
@@ -28,8 +28,22 @@ model: $(STAMP)
 run: $(STAMP)
 	$(BIN)/bridge serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The browser tests (JupyterLab + Debian's headless chromium, driven by Playwright; never
+# `playwright install`): apt-get chromium when it is missing and we are root, else say why the
+# tests will skip. `make test` runs them too; screenshots go to $(or $(BRIDGE_ARTIFACTS),build/screenshots).
+browser-tests: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -q tests/end_to_end/test_browser_widgets.py $(PYTEST_ARGS)
+
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y -q chromium chromium-driver || \
+		{ apt-get update -q && apt-get install -y -q chromium chromium-driver; } || \
+		echo "browser-tests: apt-get could not install chromium: the browser tests will skip"; \
+	else echo "browser-tests: chromium is missing and this is not root with apt-get: the browser tests will skip"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check bridge local_api colab_runtime tests benchmarks

@@ -30,6 +30,7 @@ class Service:
     url: str
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    stopped: bool = False  # stop() ended the server this code started
 
     @property
     def started_here(self) -> bool:
@@ -38,7 +39,10 @@ class Service:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server if this code started it (a no-op otherwise)."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        self.stopped = True
+        if process.poll() is not None:
             return
         # ^C first (`bridge serve` then shuts down cleanly), but a parent that ignores SIGINT
         # (a background shell job) passes that on to the child: then SIGTERM, then SIGKILL.
@@ -53,7 +57,8 @@ class Service:
                 continue
 
     def __repr__(self) -> str:
-        how = f"started here, log {self.log_path}" if self.started_here else "already running"
+        how = (f"stopped, log {self.log_path}" if self.stopped else
+               f"started here, log {self.log_path}" if self.started_here else "already running")
         return f"Service({self.url!r}, {how})"
 
 

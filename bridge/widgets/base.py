@@ -15,26 +15,19 @@ from typing import Any
 
 import ipywidgets as w
 
-from bridge.errors import BridgeError, DownloadFailed, ModelNotFound
 from bridge.sdk.client import Client
+from bridge.widgets import text
 
 log = logging.getLogger("compute_bridge.widgets")
-ERROR_STYLE = "color:#b00020"
+# JupyterLab's theme variables (light and dark themes set them; the fallback is for a page
+# without them, e.g. VS Code's older renderer).
+ERROR_STYLE = "color:var(--jp-error-color1,#b00020);font-weight:600"
+WIDE = {"description_width": "initial"}  # a label is never cut to "Client sec…"
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line a notebook user can act on."""
-    if isinstance(exc, ModelNotFound):
-        model = exc.details.get("model_id")
-        if model and str(model) not in exc.message:
-            return f"{exc.message}: {model}"
-    if isinstance(exc, DownloadFailed) and exc.details.get("error_type"):
-        return f"{exc.message} ({exc.details['error_type']})"
-    if isinstance(exc, BridgeError):
-        return exc.message
-    if isinstance(exc, ValueError | TypeError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    """One line a notebook user can act on (see bridge.widgets.text.error)."""
+    return text.error(exc)
 
 
 def escape(value: Any) -> str:
@@ -57,10 +50,13 @@ class BaseWidget:
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
         self.client: Client | None = client
+        self.secret_fields: list[Any] = []  # Password widgets: their values never shown
+        self._no_client: BaseException | None = None
         if client is None:
             try:
                 self.client = Client(**client_options)
             except Exception as exc:  # a bad URL: show it once the widget is displayed
+                self._no_client = exc
                 self.show_error(exc)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -69,12 +65,16 @@ class BaseWidget:
     @property
     def sdk(self) -> Client:
         if self.client is None:
+            if self._no_client is not None:  # say again why there is none
+                raise self._no_client
             raise ValueError("this widget has no client: give client= or a valid base_url=")
         return self.client
 
     def show_error(self, problem: BaseException | str) -> None:
-        text = problem if isinstance(problem, str) else describe_error(problem)
-        self.error.value = f'<span style="{ERROR_STYLE}">⚠ {escape(text)}</span>'
+        secrets = [str(f.value) for f in self.secret_fields]
+        line = text.error(problem, secrets)
+        self.error.value = (f'<span class="bridge-error" style="{ERROR_STYLE}">'
+                            f'⚠ {escape(line)}</span>')
 
     def clear_error(self) -> None:
         self.error.value = ""

@@ -4,13 +4,15 @@ sign-in: the consent link is shown when Google needs it), and detach it again.""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import ipywidgets as w
 
 from bridge.sdk.client import Client
 from bridge.sdk.types import ConnectResult
-from bridge.widgets.base import BaseWidget, escape
+from bridge.widgets import text
+from bridge.widgets.base import WIDE, BaseWidget, escape
 
 MODES = (("Worker URL", "worker"), ("Jupyter runtime", "runtime"), ("Colab", "colab"))
 ACCELERATORS = ("T4", "L4", "A100", "H100")
@@ -22,28 +24,40 @@ class ConnectWidget(BaseWidget):
     def __init__(self, client: Client | None = None, **client_options: Any) -> None:
         super().__init__(client, client_options)
         self.mode = w.ToggleButtons(options=MODES, value="worker")
-        self.url = w.Text(description="URL", placeholder="http://host:8765",
-                          layout=w.Layout(width="32em"))
-        self.secret = w.Password(description="Secret", placeholder="worker secret")
-        self.client_id = w.Text(description="Client ID", layout=w.Layout(width="32em"))
-        self.client_secret = w.Password(description="Client secret")
-        self.accelerator = w.Dropdown(description="GPU", options=ACCELERATORS, value="T4")
-        self.model_id = w.Text(description="Model", placeholder="(the worker's default)")
-        self.name = w.Text(description="Name", placeholder="(chosen for you)")
-        self.tunnel = w.Dropdown(description="Tunnel", options=("none", "ngrok"), value="none")
-        self.ngrok_token = w.Password(description="ngrok token")
-        self.manual = w.Checkbox(value=False, indent=False,
+        wide, field = w.Layout(width="36em"), w.Layout(width="24em")
+        self.url = w.Text(description="URL", placeholder="http://host:8765", layout=wide,
+                          style=WIDE)
+        self.secret = w.Password(description="Secret", placeholder="worker secret",
+                                 layout=field, style=WIDE)
+        self.client_id = w.Text(description="Client ID", layout=wide, style=WIDE)
+        self.client_secret = w.Password(description="Client secret", layout=field, style=WIDE)
+        self.accelerator = w.Dropdown(description="GPU", options=ACCELERATORS, value="T4",
+                                      style=WIDE)
+        self.model_id = w.Text(description="Model", placeholder="(the worker's default)",
+                               layout=field, style=WIDE)
+        self.name = w.Text(description="Name", placeholder="(chosen for you)", layout=field,
+                           style=WIDE)
+        self.tunnel = w.Dropdown(description="Tunnel", options=("none", "ngrok"), value="none",
+                                 style=WIDE)
+        self.ngrok_token = w.Password(description="ngrok token", layout=field, style=WIDE)
+        self.secret_fields = [self.secret, self.client_secret, self.ngrok_token]
+        self.manual = w.Checkbox(value=False, indent=False, style=WIDE,
                                  description="only upload the worker notebook to my Drive")
         self.connect_button = w.Button(description="Connect", button_style="primary",
                                        icon="plug")
         self.disconnect_button = w.Button(description="Disconnect", icon="unlink")
+        self.cancel_button = w.Button(description="Cancel", icon="times",
+                                      layout=w.Layout(display="none"))
+        self.on_click(self.cancel_button, self.cancel)
+        self._attempt = 0  # which Connect press the running request belongs to
         self.result = w.HTML()
         self.fields = w.VBox()
         self.on_click(self.connect_button, self.connect)
         self.on_click(self.disconnect_button, self.disconnect)
         self.mode.observe(lambda _change: self._show_fields(), "value")
         self.widget = w.VBox([self.mode, self.fields, w.HBox([self.connect_button,
-                              self.disconnect_button]), self.result, self.error])
+                              self.cancel_button, self.disconnect_button]), self.result,
+                              self.error])
         self.attached: str | None = None
         self._show_fields()
 
@@ -103,19 +117,45 @@ class ConnectWidget(BaseWidget):
         body = self.body()
         _ = self.sdk
         self.clear_error()
-        self.connect_button.disabled = True
-        self.result.value = "Connecting… (starting a runtime can take a few minutes)"
-        return self.in_thread(self._connect, body)
+        self._attempt += 1
+        self._waiting(True)
+        threading.Thread(target=self._tick, args=(self._attempt,), daemon=True).start()
+        return self.in_thread(self._connect, body, self._attempt)
 
-    def _connect(self, body: dict[str, Any]) -> None:
+    def _waiting(self, waiting: bool) -> None:
+        self.connect_button.disabled = waiting
+        self.cancel_button.layout.display = None if waiting else "none"
+
+    def _tick(self, attempt: int) -> None:
+        """Say how long the connect has been waiting, every second, until it ends."""
+        started = time.monotonic()
+        while attempt == self._attempt and self.connect_button.disabled \
+                and not self._closed.is_set():
+            waited = text.clock(time.monotonic() - started)
+            self.result.value = (f"Connecting… {waited} (starting a runtime can take a few "
+                                 "minutes; Cancel stops waiting)")
+            time.sleep(1.0)
+
+    def cancel(self) -> None:
+        """Stop waiting for the connect (the service may still finish attaching it)."""
+        self._attempt += 1
+        self._waiting(False)
+        self.result.value = ("Cancelled: stopped waiting. The service may still attach it; "
+                             "the status view shows its workers.")
+
+    def _connect(self, body: dict[str, Any], attempt: int) -> None:
         try:
             answer = self.sdk.colab.connect(**body)
         except Exception:
+            if attempt != self._attempt:
+                return  # cancelled: nobody is waiting for this answer
             self.result.value = ""
             raise
         finally:
-            self.connect_button.disabled = False
-        self.show(answer)
+            if attempt == self._attempt:
+                self._waiting(False)
+        if attempt == self._attempt:
+            self.show(answer)
 
     def show(self, answer: ConnectResult) -> None:
         if answer.status == "authorization_required" and answer.auth_url:
@@ -143,6 +183,9 @@ class ConnectWidget(BaseWidget):
 
     def _disconnect(self) -> None:
         name = str(self.name.value).strip() or self.attached
+        if not name:  # never let the service pick one: it may be a worker someone else uses
+            raise ValueError("Fill in the Name of the worker to detach (this widget attached "
+                             "none).")
         answer = self.sdk.colab.disconnect(name)
         self.result.value = f"detached <code>{escape(answer.get('worker') or name or '')}</code>"
         self.attached = None

@@ -10,10 +10,13 @@ import ipywidgets as w
 
 from bridge.sdk.client import Client
 from bridge.sdk.types import DownloadJob, Model, human_bytes
+from bridge.widgets import text
 from bridge.widgets.base import BaseWidget, escape
 
 ACTIONS = {"downloadable": "Download", "queued": "Cancel", "downloading": "Cancel",
-           "ready": "Load", "available": "Load", "loaded": "Unload"}
+           "ready": "Load", "available": "Load", "loaded": "Unload", "failed": "Retry",
+           "cancelled": "Download"}
+ACTIVE = ("queued", "downloading")
 
 
 class ModelRow:
@@ -21,18 +24,27 @@ class ModelRow:
 
     def __init__(self, owner: ModelsWidget, model_id: str) -> None:
         self.model_id = model_id
-        self.name = w.HTML(layout=w.Layout(width="16em"))
-        self.status = w.HTML(layout=w.Layout(width="8em"))
+        self.job_status = ""  # the last download's status seen on this row
+        # the name is there from the start (a download begun from code has no catalog row yet)
+        self.name = w.HTML(f"<b>{escape(model_id)}</b>", layout=w.Layout(min_width="16em"))
+        self.status = w.HTML(layout=w.Layout(min_width="7em"))
         self.bar = w.FloatProgress(min=0.0, max=1.0, value=0.0,
-                                   layout=w.Layout(width="12em", visibility="hidden"))
-        self.detail = w.HTML(layout=w.Layout(width="12em"))
-        self.button = w.Button(layout=w.Layout(width="7em"))
+                                   layout=w.Layout(width="10em", visibility="hidden"))
+        self.detail = w.HTML(layout=w.Layout(min_width="16em"))
+        self.button = w.Button(layout=w.Layout(width="auto", min_width="7em"))
         owner.on_click(self.button, lambda: owner.act(self.model_id))
-        self.box = w.HBox([self.name, self.status, self.bar, self.detail, self.button])
+        self.box = w.HBox([self.name, self.status, self.bar, self.detail, self.button],
+                          layout=w.Layout(flex_flow="row wrap", align_items="center"))
+
+    @property
+    def active(self) -> bool:
+        return self.job_status in ACTIVE
 
     def show_model(self, model: Model) -> None:
         size = model.size or human_bytes(model.bytes)
         self.name.value = f"<b>{escape(model.id)}</b> <small>{escape(size)}</small>"
+        if self.job_status == "failed" and model.status == "downloadable":
+            return  # keep the failure and its Retry on the row
         self.set_status(str(model.status))
 
     def set_status(self, status: str) -> None:
@@ -45,14 +57,24 @@ class ModelRow:
     def show_job(self, job: DownloadJob) -> None:
         """A download's progress: bar, percentage, speed and time left."""
         self.set_status(str(job.status))
-        progress = float(job.progress or 0.0)
-        self.bar.value = progress
+        self.job_status = str(job.status)
+        self.bar.value = float(job.progress or 0.0)
         self.bar.layout.visibility = "visible"
         self.bar.bar_style = {"completed": "success", "failed": "danger",
                               "cancelled": "warning"}.get(str(job.status), "info")
-        shown = [job.get("speed"), job.get("eta")]  # "0B/s": nothing measured (yet), not shown
-        bits = [f"{progress:.0%}"] + [str(v) for v in shown if v and v != "0B/s"]
-        self.detail.value = f"<small>{escape(' · '.join(bits))}</small>"
+        line = text.progress(job)
+        if job.status == "failed":
+            failure: dict[str, Any] = dict(job.error or {})
+            reason = failure.get("message") or "the download failed"
+            line = f"failed: {reason}"
+        self.detail.value = f"<small>{escape(line)}</small>"
+
+    def show_failure(self, error: BaseException) -> None:
+        """The download failed before or while it ran: say why on the row, offer Retry."""
+        self.job_status = "failed"
+        self.set_status("failed")
+        self.bar.bar_style = "danger"
+        self.detail.value = f"<small>{escape(text.error(error))}</small>"
 
 
 class ModelsWidget(BaseWidget):
@@ -63,6 +85,7 @@ class ModelsWidget(BaseWidget):
         super().__init__(client, client_options)
         self.poll_interval = poll_interval
         self.rows: dict[str, ModelRow] = {}
+        self._sources: dict[str, dict[str, Any]] = {}  # what Retry downloads again
         self.table = w.VBox()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.on_click(self.refresh_button, self.refresh)
@@ -78,11 +101,14 @@ class ModelsWidget(BaseWidget):
         models = self.sdk.models.list()
         for model in models:
             row = self._row(model.id)
-            if row.bar.layout.visibility == "hidden" or model.status != "downloadable":
+            if not row.active or model.status != "downloadable":
                 row.show_model(model)
         listed = {m.id for m in models}
-        self.table.children = [self.rows[m].box for m in self.rows
-                               if m in listed or self.rows[m].bar.layout.visibility == "visible"]
+        # a model removed since (elsewhere, or by its failed download) leaves the table
+        for gone in [m for m, row in self.rows.items()
+                     if m not in listed and not row.active and row.job_status != "failed"]:
+            del self.rows[gone]
+        self.table.children = [row.box for row in self.rows.values()]
         self.clear_error()
 
     def _row(self, model_id: str) -> ModelRow:
@@ -94,8 +120,8 @@ class ModelsWidget(BaseWidget):
     def act(self, model_id: str) -> threading.Thread | None:
         """What the model's button says: download, cancel, load or unload."""
         action = self._row(model_id).button.description
-        if action == "Download":
-            return self.download(model_id)
+        if action in ("Download", "Retry"):
+            return self.download(model_id, **self._sources.get(model_id, {}))
         if action == "Cancel":
             return self.in_thread(self._cancel, model_id)
         if action in ("Load", "Unload"):
@@ -106,12 +132,14 @@ class ModelsWidget(BaseWidget):
     def download(self, model_id: str, **source: Any) -> threading.Thread | None:
         """Start a download (a registry id, or ``repo_id=``, ``url=``, ``path=``...);
         its bar moves as it goes. ``wait()`` blocks until it ends."""
-        if self.client is None:
-            self.show_error("this widget has no client: give client= or a valid base_url=")
+        if self.guard(lambda: self.sdk) is None:
             return None
         self.clear_error()
+        self._sources[model_id] = source
         row = self._row(model_id)
-        row.button.disabled = True
+        row.job_status = "queued"
+        row.set_status("queued")
+        row.detail.value = "<small>starting…</small>"
         return self.in_thread(self._download, model_id, source)
 
     def _download(self, model_id: str, source: dict[str, Any]) -> None:
@@ -119,10 +147,11 @@ class ModelsWidget(BaseWidget):
         try:
             job = self.sdk.models.download(model_id, progress=row.show_job,
                                            poll_interval=self.poll_interval, **source)
-        except Exception:
-            row.bar.bar_style = "danger"
+        except Exception as exc:
+            row.show_failure(exc)
             self.guard(self._refresh)
-            raise
+            self.show_error(f"Download of {model_id} failed: {text.error(exc)}")
+            return
         row.show_job(job)
         self._refresh()
 
@@ -134,7 +163,8 @@ class ModelsWidget(BaseWidget):
         try:
             if load:
                 done = self.sdk.models.load(model_id)
-                row.detail.value = f"<small>loaded in {done.load_time} s</small>"
+                row.bar.layout.visibility = "hidden"  # the download is over: its bar goes
+                row.detail.value = f"<small>loaded in {text.seconds(done.load_time)}</small>"
             else:
                 self.sdk.models.unload(model_id)
                 row.detail.value = ""

@@ -5,20 +5,40 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import ipywidgets as w
 
 from bridge.sdk.client import Client
 from bridge.sdk.types import SystemStatus, human_bytes
-from bridge.widgets.base import BaseWidget, escape
+from bridge.widgets import text
+from bridge.widgets.base import ERROR_STYLE, WIDE, BaseWidget, escape
 
-_CELL = "<td style='padding:0 8px'>{}</td>"
+_CELL = "<td style='padding:0 8px;vertical-align:top'>{}</td>"
+HISTORY = 150  # samples kept for the plots (5 minutes at the default 2 s)
 
 
 def _bar(description: str) -> Any:
     return w.FloatProgress(min=0.0, max=100.0, value=0.0, description=description,
-                           bar_style="info")
+                           bar_style="info", style=WIDE)
+
+
+def sparkline(values: list[float], title: str, width: int = 180, height: int = 36) -> str:
+    """A small SVG plot of percentages (0-100) over time, in the theme's brand colour."""
+    if len(values) < 2:
+        points = ""
+    else:
+        step = width / (len(values) - 1)
+        points = " ".join(f"{i * step:.1f},{height - height * min(max(v, 0.0), 100.0) / 100:.1f}"
+                          for i, v in enumerate(values))
+    last = f"{values[-1]:.0f}%" if values else "-"
+    return (f"<div style='display:inline-block;margin-right:12px' title='{escape(title)}'>"
+            f"<div style='font-size:11px;color:var(--jp-ui-font-color1)'>{escape(title)} "
+            f"<b>{last}</b></div><svg width='{width}' height='{height}' "
+            "style='background:var(--jp-layout-color2);border-radius:3px'>"
+            f"<polyline fill='none' stroke='var(--jp-brand-color1,#1976d2)' stroke-width='1.5' "
+            f"points='{points}'/></svg></div>")
 
 
 class StatusWidget(BaseWidget):
@@ -31,17 +51,22 @@ class StatusWidget(BaseWidget):
         self.refreshes = 0
         self.cpu, self.memory, self.gpu_memory = _bar("CPU"), _bar("Memory"), _bar("GPU mem")
         self.cpu_text, self.memory_text, self.gpu_text = w.HTML(), w.HTML(), w.HTML()
+        self.plots = w.HTML()
+        self.samples: dict[str, deque[float]] = {k: deque(maxlen=HISTORY)
+                                                 for k in ("CPU", "Memory", "GPU")}
         self.models = w.HTML()
         self.backends = w.HTML()
         self.updated = w.HTML()
-        self.auto = w.Checkbox(value=interval > 0, description="auto-refresh", indent=False)
+        self.auto = w.Checkbox(value=interval > 0, description="auto-refresh", indent=False,
+                                style=WIDE)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.on_click(self.refresh_button, self.refresh)
         self.auto.observe(lambda change: self.guard(self._toggle, change["new"]), "value")
         self.widget = w.VBox([
             w.HBox([self.refresh_button, self.auto, self.updated]),
             w.HBox([self.cpu, self.cpu_text]), w.HBox([self.memory, self.memory_text]),
-            w.HBox([self.gpu_memory, self.gpu_text]), self.models, self.backends, self.error,
+            w.HBox([self.gpu_memory, self.gpu_text]), self.plots, self.models, self.backends,
+            self.error,
         ])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,15 +109,23 @@ class StatusWidget(BaseWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        """Read ``/system/status`` once and show it; an error is shown and the loop goes on."""
-        self.guard(self._refresh)
+        """Read ``/system/status`` once and show it; an error is shown and the loop goes on
+        (a service that restarts is picked up again, and the widget says it reconnected)."""
+        if not self.guard(self._refresh):
+            self._lost = True
+            self.updated.value = (f"<small>no answer at {time.strftime('%H:%M:%S')}"
+                                  f"{' · retrying' if self.running else ''}</small>")
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> bool:
         status = self.sdk.system.status()
         self.show(status)
         self.refreshes += 1
-        self.updated.value = f"<small>{escape(status.status)} · {time.strftime('%H:%M:%S')}</small>"
+        again = " · reconnected" if getattr(self, "_lost", False) else ""
+        self._lost = False
+        self.updated.value = (f"<small>{escape(status.status)} · {time.strftime('%H:%M:%S')}"
+                              f"{again}</small>")
         self.clear_error()
+        return True
 
     def show(self, status: SystemStatus) -> None:
         res: dict[str, Any] = status.resources or {}
@@ -113,11 +146,21 @@ class StatusWidget(BaseWidget):
         else:
             self.gpu_memory.value = 0.0
             self.gpu_text.value = "no GPU on the service's machine (attach a worker for one)"
+        self._plot(float(cpu.get("usage") or 0.0), float(self.memory.value),
+                   float(self.gpu_memory.value) if gpu else None)
         models: dict[str, Any] = status.models or {}
         self.models.value = (
             f"<b>Loaded</b>: {escape(', '.join(models.get('loaded') or []) or '-')} · "
             f"<b>Stored</b>: {escape(', '.join(models.get('cached') or []) or '-')}")
         self.backends.value = self._backends(status.backends or [])
+
+    def _plot(self, cpu: float, memory: float, gpu: float | None) -> None:
+        """CPU, memory and GPU memory over the last minutes."""
+        self.samples["CPU"].append(cpu)
+        self.samples["Memory"].append(memory)
+        if gpu is not None:
+            self.samples["GPU"].append(gpu)
+        self.plots.value = "".join(sparkline(list(v), k) for k, v in self.samples.items() if v)
 
     @staticmethod
     def _backends(backends: list[Any]) -> str:
@@ -128,8 +171,17 @@ class StatusWidget(BaseWidget):
             info = b.get("runtime_info") or {}
             latency = b.get("latency_ms")
             runtime = " ".join(str(info[k]) for k in ("type", "gpu") if info.get(k)) or "-"
+            left = text.iso_seconds(b.get("time_left"))  # Colab's runtime limit, ISO 8601
+            if left is not None:
+                runtime += f", {text.clock(left)} left"
             cells = (b.get("name"), b.get("kind"), "yes" if b.get("healthy") else "no",
                      f"{latency:.0f} ms" if isinstance(latency, int | float) else "-",
                      runtime, ", ".join(b.get("models") or []) or "-")
             rows.append("<tr>" + "".join(_CELL.format(escape(c)) for c in cells) + "</tr>")
+            why = [f"at {b['url']}" if b.get("url") else "",
+                   f"last error: {b['last_error']}" if b.get("last_error") else ""]
+            if not b.get("healthy") or b.get("last_error"):
+                line = " · ".join(x for x in why if x) or "no answer to its health check yet"
+                rows.append(f"<tr><td></td><td colspan='5' style='{ERROR_STYLE};"
+                            f"font-weight:normal'>{escape(line)}</td></tr>")
         return f"<table>{''.join(rows)}</table>"

@@ -81,6 +81,7 @@ def test_quickstart_runs_top_to_bottom_under_papermill(
     gpu = FakeBackend("gpu", models=["gpu-only-model"])
     worker = WorkerServer(create_worker_app(gpu, SECRET, runtime_info={
         "type": "jupyter", "device": "cuda", "gpu": "Tesla T4"})).start()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no stored `bridge login`
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     out = tmp_path / "quickstart-out.ipynb"
@@ -90,7 +91,7 @@ def test_quickstart_runs_top_to_bottom_under_papermill(
                 str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(ROOT),
                 progress_bar=False, execution_timeout=300, parameters={
                     "base_url": server.url, "start_server": False, "username": "nb-user",
-                    "password": "correct horse", "email": "nb@example.org",
+                    "password": "correct horse", "register": True, "email": "nb@example.org",
                     "download_model_id": "tiny", "download_source": {"repo_id": "acme/tiny"},
                     "download_timeout": 120.0, "runtime_url": worker.url,
                     "runtime_kind": "worker", "runtime_secret": SECRET})
@@ -102,9 +103,10 @@ def test_quickstart_runs_top_to_bottom_under_papermill(
     assert "already running" in service and server.url in service
     assert "'username': 'nb-user'" in session and "'is_authenticated': True" in session
     assert "Paris" in reply and "backend: local" in reply
-    assert "<b>You</b> Name three colours.</div>" in chat and "<b>Assistant</b> " in chat
+    assert "<b>You</b><div class='bridge-md'><p>Name three colours.</p>" in chat
+    assert "<b>Assistant</b>" in chat
     assert ">local</span>" in chat and "⚠" not in chat  # the badge, and no error line
-    assert "<b>tiny</b>" in models and "<small>100% · PT0S</small>" in models
+    assert "<b>tiny</b>" in models and "<small>100% · 1.0M/1.0M</small>" in models
     assert "Download" in models and "⚠" not in models
     assert "'status': 'completed'" in job and "'progress': 1.0" in job
     assert " cores" in status and "no GPU on the service's machine" in status
