@@ -10,6 +10,8 @@ HOST ?= $(or $(BRIDGE_HOST),127.0.0.1)
 PORT ?= $(or $(BRIDGE_PORT),5000)
 STAMP := $(VENV)/.installed
 
+include js/js.mk
+
 .PHONY: install run test lint bench fuzz clean model browser-tests browser-deps
 
 install: $(STAMP)
@@ -28,8 +30,9 @@ model: $(STAMP)
 run: $(STAMP)
 	$(BIN)/bridge serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps js-install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory js-test
 
 # The browser tests (JupyterLab + Debian's headless chromium, driven by Playwright; never
 # `playwright install`): apt-get chromium when it is missing and we are root, else say why the
@@ -45,9 +48,10 @@ browser-deps:
 		echo "browser-tests: apt-get could not install chromium: the browser tests will skip"; \
 	else echo "browser-tests: chromium is missing and this is not root with apt-get: the browser tests will skip"; fi
 
-lint: $(STAMP)
+lint: $(STAMP) js-install
 	$(BIN)/ruff check bridge local_api colab_runtime tests benchmarks
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory js-lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH)

@@ -131,7 +131,9 @@ def error_for_code(code: str, status: int = 500) -> type[BridgeError]:
     for cls in classes:
         if cls.code == code:
             return cls
-    for cls in classes:
-        if cls.status == status and cls.__subclasses__() == []:
+    for cls in classes:  # an unknown code: the most general class of its status
+        parent = cls.__mro__[1]
+        if cls.status == status and not (issubclass(parent, BridgeError) and
+                                          parent.status == status):
             return cls
     return BridgeError

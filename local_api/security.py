@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Flask, Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -22,6 +24,10 @@ ALLOW_HEADERS = (
     "Authorization, Content-Type, Cache-Control, X-Request-ID, "
     "X-Bridge-Key-Id, X-Bridge-Timestamp, X-Bridge-Nonce, X-Bridge-Signature"
 )
+# A preflight may name any header a browser client sends (OpenAI's SDK adds x-stainless-*):
+# the answer lists what was asked, when each name is a plain HTTP token, else this default.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+MAX_REQUESTED_HEADERS = 64
 EXPOSE_HEADERS = (
     "X-Request-ID, X-Cache, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, "
     "X-RateLimit-Reset"
@@ -58,8 +64,21 @@ def _cors(response: Response, origins: frozenset[str]) -> None:
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
         methods = response.headers.get("Allow") or "GET, POST, PUT, PATCH, DELETE"
         response.headers["Access-Control-Allow-Methods"] = methods
-        response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+        response.headers["Access-Control-Allow-Headers"] = _allowed_headers(
+            request.headers.get("Access-Control-Request-Headers", "")
+        )
+        response.vary.add("Access-Control-Request-Headers")
         response.headers["Access-Control-Max-Age"] = "600"
+
+
+def _allowed_headers(requested: str) -> str:
+    """The preflight's requested header names when all are valid tokens, else ALLOW_HEADERS."""
+    names = [name.strip() for name in requested.split(",") if name.strip()]
+    if not names or len(names) > MAX_REQUESTED_HEADERS:
+        return ALLOW_HEADERS
+    if not all(_HEADER_NAME.match(name) for name in names):
+        return ALLOW_HEADERS
+    return ", ".join(names)
 
 
 def _wire_safe(value: str) -> str:
