@@ -1,0 +1,86 @@
+"""Launch the worker notebook on a Jupyter runtime (a Colab one, or any) for a connect."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import current_app
+
+from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
+from bridge.urls import is_loopback
+from colab_runtime.launch import RemoteRuntime, launch_worker
+from colab_runtime.notebook import default_package_spec, worker_notebook_path
+
+CONNECT_TIMEOUT = 600.0  # default of a connect's timeout (seconds)
+LAUNCH_GRACE = 30.0  # past the worker's start timeout, a notebook step is taken as hung
+
+
+def tunnel_of(body: dict[str, Any]) -> str:
+    """The launch's tunnel: as given, else ngrok when there is a token, else none."""
+    return str(body.get("tunnel") or ("ngrok" if body.get("ngrok_token") else "none"))
+
+
+def check_tunnel(body: dict[str, Any], *, colab: bool) -> None:
+    """A launch's tunnel needs its token; Colab needs a tunnel unless told ``tunnel: none``."""
+    if colab and not body.get("ngrok_token") and not body.get("tunnel"):
+        raise ValidationError("a Colab runtime is reached only through a tunnel: give ngrok_token "
+                              "(or tunnel none if this machine reaches the runtime directly)",
+                              details={"field": "ngrok_token"})
+    if tunnel_of(body) == "ngrok" and not body.get("ngrok_token"):
+        raise ValidationError("tunnel ngrok needs an ngrok_token (dashboard.ngrok.com)",
+                              details={"field": "ngrok_token"})
+
+
+def reachable(url: str, runtime_url: str, tunnel: str) -> str:
+    """With tunnel none, a worker on a remote runtime is reached at the runtime's host."""
+    runtime_host = urlsplit(runtime_url).hostname or ""
+    parts = urlsplit(url)
+    if tunnel != "none" or is_loopback(runtime_host) or not is_loopback(parts.hostname or ""):
+        return url
+    return urlunsplit(parts._replace(netloc=f"{runtime_host}:{parts.port}"))
+
+
+def launch_parameters(body: dict[str, Any], secret: str, runtime_url: str) -> dict[str, Any]:
+    """The worker notebook's parameters for a connect body (this project pinned by default)."""
+    tunnel = tunnel_of(body)
+    remote_host = not is_loopback(urlsplit(runtime_url).hostname or "")
+    return {
+        "model_id": body.get("model_id") or current_app.config["SETTINGS"].default_model,
+        "quantization": body.get("quantization") or "none", "worker_secret": secret,
+        "tunnel": tunnel, "ngrok_token": body.get("ngrok_token") or "",
+        "port": int(body.get("port") or 0),
+        "host": "0.0.0.0" if tunnel == "none" and remote_host else "127.0.0.1",
+        "package_spec": body.get("package_spec") or default_package_spec(),
+        "start_timeout": float(body.get("timeout") or CONNECT_TIMEOUT),
+    }  # fmt: skip
+
+
+def launch(
+    runtime: RemoteRuntime, body: dict[str, Any], secret: str, *, field: str | None
+) -> tuple[str, dict[str, Any]]:
+    """papermill runs the worker notebook on ``runtime``; the executed copy is deleted after."""
+    params = launch_parameters(body, secret, runtime.url)
+    folder = tempfile.mkdtemp(prefix="bridge-connect-")  # the executed copy holds the secret
+    try:
+        # the notebook reports a slow start itself; a step that hangs is stopped after this
+        result = launch_worker(worker_notebook_path(folder), params, runtime=runtime,
+                               output_path=f"{folder}/colab_worker.out.ipynb",
+                               execution_timeout=params["start_timeout"] + LAUNCH_GRACE)
+    except Unauthorized as exc:  # the runtime's refusal, not the caller's: never a 401 here
+        if field is None:
+            raise BackendUnavailable(f"the Colab runtime proxy refused us: {exc.message}") from exc
+        raise ValidationError(exc.message, details={"field": field}) from exc
+    except BackendUnavailable as exc:
+        exc.details.pop("output_notebook_path", None)
+        if exc.details.get("ename") == "CalledProcessError" and "pip" in exc.message:
+            exc.message += ("; the runtime could not install this project: set package_spec to "
+                            "a wheel or Git URL it can install")
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return reachable(result.worker_url, runtime.url, params["tunnel"]), result.runtime_info
+
+
