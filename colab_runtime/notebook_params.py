@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keyword
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,6 @@ import papermill
 from bridge.errors import ValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from colab_runtime.launch import RemoteRuntime
 
 _JSON_SCALARS = (str, int, float, bool, type(None))

@@ -328,7 +328,7 @@ def test_a_callback_that_is_forged_or_refused_stores_nothing(
 @pytest.mark.parametrize(
     ("failure", "status", "code"),
     [
-        ((412, "{}"), 409, "CONFLICT"),
+        ((412, "{}"), 409, "COLAB_TOO_MANY_ASSIGNMENTS"),
         ((500, "{}"), 503, "BACKEND_UNAVAILABLE"),
         ((200, ")]}'\n{not json"), 503, "BACKEND_UNAVAILABLE"),
     ],
@@ -416,7 +416,8 @@ def test_a_colab_worker_comes_back_with_its_keep_alive_after_a_restart(
     nbh = "n" * 44
     google.colab.assignments["gpu-t4-s-9"] = {  # a runtime the service got before it stopped
         "endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU", "nbh": nbh,
-        "token": "old", "expires_at": google.colab.now - 1}
+        "token": "old", "expires_at": google.colab.now - 1, "tokens": {},
+        "since": google.colab.now, "active_at": google.colab.now}
     colab = {"endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU",
              "notebook_hash": nbh, "proxy_url": "http://unused"}
     with first.app_context():
@@ -607,7 +608,7 @@ def test_an_unreachable_google_token_endpoint_is_503_and_keeps_the_sign_in(
 def test_the_launch_pins_this_version_unless_a_package_spec_is_given(api: FlaskClient) -> None:
     from importlib.metadata import version
 
-    from local_api.remote.attach import launch_parameters
+    from local_api.remote.launching import launch_parameters
 
     with api.application.app_context():
         params = launch_parameters({"tunnel": "none", "timeout": 120}, "s" * 32,
