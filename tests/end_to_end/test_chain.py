@@ -163,22 +163,26 @@ def test_colab_connect_keep_alive_token_renewal_and_release(
     connected = answer.json()
     assert connected["status"] == "connected" and connected["worker"] == "colab-t4-1"
     assert connected["runtime"] == {"endpoint": "gpu-t4-s-1", "accelerator": "T4",
-                                    "variant": "GPU"}
+                                    "variant": "GPU", "fit": 5400.0}
     assert list(google.colab.assignments) == ["gpu-t4-s-1"]
     assert ask(http, headers)["backend"] == "colab-t4-1"
 
     keeper = app.extensions["remote"].get("colab-t4-1").keepalive
-    keeper.tick()
-    assert google.colab.keepalives == ["gpu-t4-s-1"]
+    assert google.colab.keepalives == ["gpu-t4-s-1"]  # the pre-flight, right after assign
+    for _ in range(3):  # 3 x 2000 s > fit: kept alive, not reclaimed
+        google.colab.now += 2000
+        keeper.tick()
+    assert google.colab.keepalives == ["gpu-t4-s-1"] * 4 and google.colab.reclaimed == []
     old_token = keeper.assignment.proxy_token
-    google.colab.now += 3601  # the proxy token expired; the runtime did not
+    google.colab.now += 1000  # the proxy token expired; the runtime did not
     keeper.tick()
     assert keeper.last_error is None and keeper.assignment.proxy_token != old_token
     assert ask(http, headers)["backend"] == "colab-t4-1"
     status = http.get("/api/v1/system/status", headers=headers).json()
     entry = next(b for b in status["backends"] if b["name"] == "colab-t4-1")
     assert entry["healthy"] is True and entry["time_left"].startswith("PT1")
-    assert entry["keepalive"] == {"endpoint": "gpu-t4-s-1", "last_error": None}
+    assert entry["keepalive"] == {"endpoint": "gpu-t4-s-1", "state": "alive", "last_error": None}
+    assert entry["limits"]["idle_reclaim"] == "PT1H30M"
 
     (worker,) = workers_of(jupyter)
     gone = http.request("DELETE", CONNECT, headers=headers).json()

@@ -42,6 +42,7 @@ class ColabState:
     outcome: str | None = None  # CLI: QUOTA_DENIED_REQUESTED_VARIANTS, ..., DENYLISTED
     unavailable: set[str] = field(default_factory=set)  # EXT: 503 on assign (none free now)
     not_entitled: set[str] = field(default_factory=set)  # EXT: 400 on assign
+    keepalive_refusal: int | None = None  # an HTTP status every keep-alive answers
     booting: int = 0  # CLI: the next N runtime-proxy checks answer 502 (a VM still booting)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -158,6 +159,8 @@ def create_colab_app(state: ColabState) -> Flask:
         item = state.assignments.get(endpoint)
         if item is None:
             abort(404)
+        if state.keepalive_refusal:
+            abort(state.keepalive_refusal)
         item["active_at"] = state.now
         state.keepalives.append(endpoint)
         return Response(status=200)
