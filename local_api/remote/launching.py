@@ -11,8 +11,9 @@ from flask import current_app
 
 from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
 from bridge.urls import is_loopback
+from colab_runtime import wheel
 from colab_runtime.launch import RemoteRuntime, launch_worker
-from colab_runtime.notebook import default_package_spec, worker_notebook_path
+from colab_runtime.notebook import worker_notebook_path
 
 CONNECT_TIMEOUT = 600.0  # default of a connect's timeout (seconds)
 LAUNCH_GRACE = 30.0  # past the worker's start timeout, a notebook step is taken as hung
@@ -44,7 +45,8 @@ def reachable(url: str, runtime_url: str, tunnel: str) -> str:
 
 
 def launch_parameters(body: dict[str, Any], secret: str, runtime_url: str) -> dict[str, Any]:
-    """The worker notebook's parameters for a connect body (this project pinned by default)."""
+    """The worker notebook's parameters for a connect body; without a package_spec the launch
+    uploads this service's own wheel (``launch`` fills package_spec and package_build)."""
     tunnel = tunnel_of(body)
     remote_host = not is_loopback(urlsplit(runtime_url).hostname or "")
     return {
@@ -53,7 +55,7 @@ def launch_parameters(body: dict[str, Any], secret: str, runtime_url: str) -> di
         "tunnel": tunnel, "ngrok_token": body.get("ngrok_token") or "",
         "port": int(body.get("port") or 0),
         "host": "0.0.0.0" if tunnel == "none" and remote_host else "127.0.0.1",
-        "package_spec": body.get("package_spec") or default_package_spec(),
+        "package_spec": body.get("package_spec") or "", "package_build": "",
         "start_timeout": float(body.get("timeout") or CONNECT_TIMEOUT),
     }  # fmt: skip
 
@@ -63,6 +65,11 @@ def launch(
 ) -> tuple[str, dict[str, Any]]:
     """papermill runs the worker notebook on ``runtime``; the executed copy is deleted after."""
     params = launch_parameters(body, secret, runtime.url)
+    if not params["package_spec"]:  # never a name from a public index: our own wheel
+        own = wheel.own_wheel(current_app.config["SETTINGS"].home)
+        params["package_spec"] = wheel.upload(runtime.url, runtime.headers, own,
+                                              token=runtime.token)
+        params["package_build"] = f"{wheel.version()}+{wheel.build_id(own)}"
     folder = tempfile.mkdtemp(prefix="bridge-connect-")  # the executed copy holds the secret
     try:
         # the notebook reports a slow start itself; a step that hangs is stopped after this

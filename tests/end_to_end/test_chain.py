@@ -169,12 +169,13 @@ def test_colab_connect_keep_alive_token_renewal_and_release(
 
     keeper = app.extensions["remote"].get("colab-t4-1").keepalive
     assert google.colab.keepalives == ["gpu-t4-s-1"]  # the pre-flight, right after assign
-    for _ in range(3):  # 3 x 2000 s > fit: kept alive, not reclaimed
+    for _ in range(3):  # 3 x 2000 s > fit: in use, kept alive, not reclaimed
         google.colab.now += 2000
+        assert ask(http, headers)["backend"] == "colab-t4-1"
         keeper.tick()
     assert google.colab.keepalives == ["gpu-t4-s-1"] * 4 and google.colab.reclaimed == []
     old_token = keeper.assignment.proxy_token
-    google.colab.now += 1000  # the proxy token expired; the runtime did not
+    google.colab.now = keeper.assignment.token_expires_at + 1  # the token expired, not the VM
     keeper.tick()
     assert keeper.last_error is None and keeper.assignment.proxy_token != old_token
     assert ask(http, headers)["backend"] == "colab-t4-1"
