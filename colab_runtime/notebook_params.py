@@ -5,14 +5,11 @@ from __future__ import annotations
 import keyword
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import papermill
 
 from bridge.errors import ValidationError
-
-if TYPE_CHECKING:
-    from colab_runtime.launch import RemoteRuntime
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 _DECLARED_TYPES: dict[str, tuple[type, ...]] = {
@@ -21,7 +18,8 @@ _DECLARED_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def validate_runtime(runtime: RemoteRuntime) -> None:
+def validate_runtime(runtime: Any) -> None:
+    """A launch.RemoteRuntime: an http(s) URL, one-line headers, query and token."""
     if not runtime.url.startswith(("http://", "https://")):
         raise ValidationError(f"runtime_url must be http(s): {runtime.url!r}")
     token = [] if runtime.token is None else [("token", runtime.token)]
