@@ -5,8 +5,7 @@ runtime_url: papermill runs the worker notebook on that Jupyter server, then att
 credentials: Google sign-in (or its consent URL), a Colab runtime from the control plane, the
 notebook on it through the runtime proxy, then attach with keep-alive; ``manual`` uploads the
 notebook to Drive instead and answers its "open in Colab" link.
-``timeout`` bounds the connect (each notebook step of a launch; a worker's model load);
-``read_timeout`` is how long an attached worker may stay silent.
+The body is parsed once into a typed request (connect_request.py).
 """
 
 from __future__ import annotations
@@ -20,127 +19,97 @@ from flask import current_app
 from bridge.backends.remote import RemoteBackend
 from bridge.errors import BackendUnavailable, BridgeError, ValidationError
 from bridge.urls import redact_url, split_userinfo
-from colab_runtime.keepalive import KeepAlive
 from colab_runtime.launch import RemoteRuntime
-from colab_runtime.notebook import check_package_spec
 from local_api.accounts.identity import Identity
-from local_api.remote import colab_connect
-from local_api.remote.launching import CONNECT_TIMEOUT, check_tunnel, launch
-from local_api.remote.workers import Attached, build_backend, remote
+from local_api.remote import colab_connect, connect_request
+from local_api.remote.connect_request import (
+    ColabConnect,
+    ConnectRequest,
+    RuntimeConnect,
+    Target,
+    WorkerConnect,
+)
+from local_api.remote.launching import launch
+from local_api.remote.lifecycle import Attached, build_backend
+from local_api.remote.workers import remote
 
-MODES = ("credentials", "runtime_url", "worker_url", "openai_base_url")
-READ_TIMEOUT = 60.0  # default of read_timeout (seconds)
-_LAUNCH = {"tunnel", "ngrok_token", "model_id", "quantization", "port", "package_spec"}
-
-
-def mode_of(body: dict[str, Any]) -> str:
-    """Which of the connect ways the body asks for (exactly one)."""
-    if "base_url" in body:
-        body.setdefault("openai_base_url", body.pop("base_url"))
-    given = [m for m in MODES if m in body]
-    if len(given) != 1:
-        raise ValidationError(
-            "give exactly one of credentials (Colab), runtime_url (a Jupyter runtime), "
-            "worker_url (a running worker) or openai_base_url (an OpenAI-compatible server)",
-            details={"given": given},
-        )
-    mode = given[0]
-    allowed = {
-        "credentials": {"accelerator", "manual", "redirect_uri", *_LAUNCH},
-        "runtime_url": {"token", "headers", *_LAUNCH},
-        "worker_url": {"worker_secret", "model_id", "quantization"},
-        "openai_base_url": {"api_key"},
-    }[mode] | {mode, "name", "timeout", "read_timeout"}
-    extra = sorted(set(body) - allowed)
-    if extra:
-        raise ValidationError(f"{', '.join(extra)} cannot be used with {mode}",
-                              details={"field": extra[0]})
-    if mode == "worker_url" and not body.get("worker_secret"):
-        raise ValidationError("worker_url needs the worker_secret the worker was started with",
-                              details={"field": "worker_secret"})
-    if "package_spec" in body:
-        check_package_spec(body["package_spec"])
-    if mode == "runtime_url":
-        check_tunnel(body, colab=False)
-    return mode
+MODES = connect_request.MODES
 
 
 def connect(body: dict[str, Any], who: Identity) -> dict[str, Any]:
-    """Run one connect; the answer of POST /system/colab/connect."""
-    mode = mode_of(body)
-    name = body.get("name") or _default_name(mode, body)
+    """Run one connect; the answer of POST /system/colab/connect (the body is not changed)."""
+    request = connect_request.parse(body)
+    name = request.common.name or _default_name(request)
     remote().check_name(name)
-    if mode == "credentials":
-        return colab_connect.connect(body, who, name, _attach)
-    if mode == "runtime_url":
-        runtime = _runtime_of(body)
+    if isinstance(request, ColabConnect):
+        return colab_connect.connect(request, who, name, _attach)
+    if isinstance(request, RuntimeConnect):
         secret = secrets.token_urlsafe(32)
-        url, _ = launch(runtime, body, secret, field="token")
-        return _attach(name, "worker", url, secret, body, who, mode, launched=True)
-    if mode == "worker_url":
-        return _attach(name, "worker", body["worker_url"], body["worker_secret"], body, who, mode)
-    return _attach(name, "openai", body["openai_base_url"], body.get("api_key") or "", body, who,
-                   mode)
+        url, _ = launch(_runtime_of(request), request.launch, secret, field="token")
+        return _attach(request, Target(name, "worker", url, secret, launched=True), who)
+    if isinstance(request, WorkerConnect):
+        return _attach(request, Target(name, "worker", request.worker_url,
+                                       request.worker_secret), who)
+    return _attach(request, Target(name, "openai", request.base_url, request.api_key), who)
 
 
-def _runtime_of(body: dict[str, Any]) -> RemoteRuntime:
+def _runtime_of(request: RuntimeConnect) -> RemoteRuntime:
     """The Jupyter runtime; user:password in its URL becomes a Basic header (never logged)."""
-    url, userinfo = split_userinfo(body["runtime_url"])
-    headers = dict(body.get("headers") or {})
+    url, userinfo = split_userinfo(request.runtime_url)
+    headers = dict(request.headers)
     if userinfo:
-        if body.get("token"):
+        if request.token:
             raise ValidationError("give the runtime's token or user:password in runtime_url, "
                                   "not both", details={"field": "runtime_url"})
         pair = base64.b64encode(":".join(userinfo).encode()).decode()
         headers.setdefault("Authorization", f"Basic {pair}")
-    return RemoteRuntime(url, body.get("token"), headers)
+    return RemoteRuntime(url, request.token, headers)
 
 
-def _default_name(mode: str, body: dict[str, Any]) -> str:
+def _default_name(request: ConnectRequest) -> str:
     taken = set(remote().names(stored=True))
-    stem = {"credentials": f"colab-{str(body.get('accelerator') or 'T4').lower()}",
-            "runtime_url": "jupyter", "worker_url": "worker", "openai_base_url": "openai"}[mode]
+    stem = (f"colab-{request.accelerator.lower()}" if isinstance(request, ColabConnect) else
+            {"runtime_url": "jupyter", "worker_url": "worker", "openai_base_url": "openai"}[
+                request.mode])
     return next(f"{stem}-{n}" for n in range(1, 10_000) if f"{stem}-{n}" not in taken)
 
 
-def _attach(
-    name: str, kind: str, url: str, secret: str, body: dict[str, Any], who: Identity, mode: str,
-    *, launched: bool = False, colab: dict[str, Any] | None = None, client: Any = None,
-    keepalive: KeepAlive | None = None,
-) -> dict[str, Any]:  # fmt: skip
+def _attach(request: ConnectRequest, target: Target, who: Identity) -> dict[str, Any]:
     """Probe the backend, then attach and describe it; on any failure nothing is stored and a
     worker this connect launched is stopped again."""
-    read_timeout = float(body.get("read_timeout") or READ_TIMEOUT)
-    backend = build_backend(name, kind, url, secret, read_timeout)
+    read_timeout = request.common.read_timeout
+    name, url = target.name, target.url
+    backend = build_backend(name, target.kind, url, target.secret, read_timeout)
     try:
         try:
             probe = backend.probe()
-            if mode == "worker_url" and body.get("model_id"):
-                backend.load_model(body["model_id"], body.get("quantization") or "none",
-                                   timeout=float(body.get("timeout") or CONNECT_TIMEOUT))
+            if isinstance(request, WorkerConnect) and request.model_id:
+                backend.load_model(request.model_id, request.quantization,
+                                   timeout=request.common.timeout)
                 probe = backend.probe()
         except BackendUnavailable as exc:
-            raise _probe_error(exc, mode, url) from exc
+            raise _probe_error(exc, request.mode, url) from exc
         info = probe.get("runtime_info") or {}
-        runtime: dict[str, Any] = {"mode": mode, "launched": launched, "timeout": read_timeout,
-                                   "runtime_type": info.get("type")}
-        if colab is not None:
-            runtime["colab"] = colab
-        attached = Attached(name, kind, url, backend, runtime, client=client,
-                            keepalive=keepalive)
-        status = remote().attach(attached, secret, who.user_id)
+        runtime: dict[str, Any] = {"mode": request.mode, "launched": target.launched,
+                                   "timeout": read_timeout, "runtime_type": info.get("type")}
+        if target.colab is not None:
+            runtime["colab"] = target.colab
+        attached = Attached(name, target.kind, url, backend, runtime, client=target.client,
+                            keepalive=target.keepalive)
+        status = remote().attach(attached, target.secret, who.user_id)
     except BaseException:
         backend.close()
-        if launched:  # it holds a loaded model (maybe on 0.0.0.0): stop it, signed
-            _stop_worker(name, url, secret)
+        if target.launched:  # it holds a loaded model (maybe on 0.0.0.0): stop it, signed
+            _stop_worker(name, url, target.secret)
         raise
     answer: dict[str, Any] = {
-        "status": "connected", "worker": name, "kind": kind, "url": redact_url(url),
+        "status": "connected", "worker": name, "kind": target.kind, "url": redact_url(url),
         "runtime_info": summary(info), "models": probe.get("models", []),
         "latency_ms": status.get("latency_ms"), "healthy": status.get("healthy"),
     }  # fmt: skip
-    if colab is not None:
-        answer["runtime"] = {k: colab[k] for k in ("endpoint", "accelerator", "variant", "fit")}
+    if target.colab is not None:
+        answer["runtime"] = {k: target.colab[k]
+                             for k in ("endpoint", "accelerator", "variant", "fit")}
     return answer
 
 

@@ -18,26 +18,27 @@ from colab_runtime.launch import RemoteRuntime
 from colab_runtime.notebook import worker_notebook_path
 from local_api.accounts.identity import Identity
 from local_api.remote import google_account
-from local_api.remote.launching import check_tunnel, launch
+from local_api.remote.connect_request import ColabConnect, Target
+from local_api.remote.launching import launch
+
+Attach = Callable[[ColabConnect, Target, Identity], dict[str, Any]]
 
 
-def connect(body: dict[str, Any], who: Identity, name: str,
-            attach: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """The credentials mode of a connect; ``attach`` is attach._attach (probe, then attach)."""
-    creds = body["credentials"]
-    credentials = google_account.stored_credentials(who.user_id, creds["client_id"])
+def connect(request: ColabConnect, who: Identity, name: str, attach: Attach) -> dict[str, Any]:
+    """The credentials way of a connect; ``attach`` is attach._attach (probe, then attach)."""
+    credentials = google_account.stored_credentials(who.user_id, request.client_id)
     if credentials is None:
-        return _authorization_required(body, who)
-    if body.get("manual"):
-        return _manual(credentials, who, body)
-    check_tunnel(body, colab=True)  # after the consent step: the sign-in comes first
-    accelerator = str(body.get("accelerator") or "T4")
+        return _authorization_required(request, who)
+    if request.manual:
+        return _manual(credentials)
+    request.launch.check(colab=True)  # after the consent step: the sign-in comes first
+    accelerator = request.accelerator
     client = google_account.colab_client(credentials)
     try:
         assignment = client.assign(accelerator, variant_of(accelerator))
     except Unauthorized as exc:  # a dead grant (invalid_grant) or refused credentials
         google_account.forget(who.user_id)
-        return _authorization_required(body, who, reason=exc.message)
+        return _authorization_required(request, who, reason=exc.message)
     colab = {"endpoint": assignment.endpoint, "accelerator": assignment.accelerator,
              "variant": assignment.variant, "notebook_hash": client.notebook_hash,
              "proxy_url": assignment.proxy_url, "fit": assignment.fit}
@@ -47,9 +48,9 @@ def connect(body: dict[str, Any], who: Identity, name: str,
         _preflight(keeper)
         keeper.start()  # pings during the launch too: a long install must not idle it out
         runtime = RemoteRuntime.colab(assignment.proxy_url, assignment.proxy_token)
-        url, _ = launch(runtime, body, secret, field=None)
-        return attach(name, "worker", url, secret, body, who, "credentials", launched=True,
-                       colab=colab, client=client, keepalive=keeper)
+        url, _ = launch(runtime, request.launch, secret, field=None)
+        return attach(request, Target(name, "worker", url, secret, launched=True, colab=colab,
+                                      client=client, keepalive=keeper), who)
     except BaseException:
         keeper.stop()
         try:  # a runtime nobody uses must not stay assigned (and billed)
@@ -73,11 +74,10 @@ def _preflight(keeper: KeepAlive) -> None:
         ) from exc
 
 
-def _authorization_required(body: dict[str, Any], who: Identity,
+def _authorization_required(request: ColabConnect, who: Identity,
                             reason: str | None = None) -> dict[str, Any]:
-    creds = body["credentials"]
-    redirect = body.get("redirect_uri") or loopback_redirect()
-    url = google_account.begin_sign_in(who.user_id, creds["client_id"], creds["client_secret"],
+    redirect = request.redirect_uri or loopback_redirect()
+    url = google_account.begin_sign_in(who.user_id, request.client_id, request.client_secret,
                                        redirect)
     answer = {"status": "authorization_required", "auth_url": url, "redirect_uri": redirect,
               "message": "Open auth_url in a browser on this machine and allow access; then "
@@ -94,7 +94,7 @@ def loopback_redirect() -> str:
     return f"http://127.0.0.1:{port}/api/v1/system/colab/callback"
 
 
-def _manual(credentials: Any, who: Identity, body: dict[str, Any]) -> dict[str, Any]:
+def _manual(credentials: Any) -> dict[str, Any]:
     where = google_account.endpoints()
     with tempfile.TemporaryDirectory(prefix="bridge-upload-") as folder:
         upload = drive.upload_notebook(credentials, worker_notebook_path(folder),

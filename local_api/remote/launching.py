@@ -14,25 +14,9 @@ from bridge.urls import is_loopback
 from colab_runtime import wheel
 from colab_runtime.launch import RemoteRuntime, launch_worker
 from colab_runtime.notebook import worker_notebook_path
+from local_api.remote.connect_request import Launch
 
-CONNECT_TIMEOUT = 600.0  # default of a connect's timeout (seconds)
 LAUNCH_GRACE = 30.0  # past the worker's start timeout, a notebook step is taken as hung
-
-
-def tunnel_of(body: dict[str, Any]) -> str:
-    """The launch's tunnel: as given, else ngrok when there is a token, else none."""
-    return str(body.get("tunnel") or ("ngrok" if body.get("ngrok_token") else "none"))
-
-
-def check_tunnel(body: dict[str, Any], *, colab: bool) -> None:
-    """A launch's tunnel needs its token; Colab needs a tunnel unless told ``tunnel: none``."""
-    if colab and not body.get("ngrok_token") and not body.get("tunnel"):
-        raise ValidationError("a Colab runtime is reached only through a tunnel: give ngrok_token "
-                              "(or tunnel none if this machine reaches the runtime directly)",
-                              details={"field": "ngrok_token"})
-    if tunnel_of(body) == "ngrok" and not body.get("ngrok_token"):
-        raise ValidationError("tunnel ngrok needs an ngrok_token (dashboard.ngrok.com)",
-                              details={"field": "ngrok_token"})
 
 
 def reachable(url: str, runtime_url: str, tunnel: str) -> str:
@@ -44,27 +28,25 @@ def reachable(url: str, runtime_url: str, tunnel: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{runtime_host}:{parts.port}"))
 
 
-def launch_parameters(body: dict[str, Any], secret: str, runtime_url: str) -> dict[str, Any]:
-    """The worker notebook's parameters for a connect body; without a package_spec the launch
+def launch_parameters(launch: Launch, secret: str, runtime_url: str) -> dict[str, Any]:
+    """The worker notebook's parameters for a launch; without a package_spec the launch
     uploads this service's own wheel (``launch`` fills package_spec and package_build)."""
-    tunnel = tunnel_of(body)
     remote_host = not is_loopback(urlsplit(runtime_url).hostname or "")
     return {
-        "model_id": body.get("model_id") or current_app.config["SETTINGS"].default_model,
-        "quantization": body.get("quantization") or "none", "worker_secret": secret,
-        "tunnel": tunnel, "ngrok_token": body.get("ngrok_token") or "",
-        "port": int(body.get("port") or 0),
-        "host": "0.0.0.0" if tunnel == "none" and remote_host else "127.0.0.1",
-        "package_spec": body.get("package_spec") or "", "package_build": "",
-        "start_timeout": float(body.get("timeout") or CONNECT_TIMEOUT),
+        "model_id": launch.model_id or current_app.config["SETTINGS"].default_model,
+        "quantization": launch.quantization, "worker_secret": secret,
+        "tunnel": launch.tunnel, "ngrok_token": launch.ngrok_token, "port": launch.port,
+        "host": "0.0.0.0" if launch.tunnel == "none" and remote_host else "127.0.0.1",
+        "package_spec": launch.package_spec, "package_build": "",
+        "start_timeout": launch.timeout,
     }  # fmt: skip
 
 
 def launch(
-    runtime: RemoteRuntime, body: dict[str, Any], secret: str, *, field: str | None
+    runtime: RemoteRuntime, request: Launch, secret: str, *, field: str | None
 ) -> tuple[str, dict[str, Any]]:
     """papermill runs the worker notebook on ``runtime``; the executed copy is deleted after."""
-    params = launch_parameters(body, secret, runtime.url)
+    params = launch_parameters(request, secret, runtime.url)
     if not params["package_spec"]:  # never a name from a public index: our own wheel
         own = wheel.own_wheel(current_app.config["SETTINGS"].home)
         params["package_spec"] = wheel.upload(runtime.url, runtime.headers, own,

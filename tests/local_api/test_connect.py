@@ -608,13 +608,16 @@ def test_an_unreachable_google_token_endpoint_is_503_and_keeps_the_sign_in(
 def test_the_launch_names_no_public_package_unless_a_package_spec_is_given(
     api: FlaskClient,
 ) -> None:
+    from local_api.remote.connect_request import parse
     from local_api.remote.launching import launch_parameters
 
+    body = {"runtime_url": "http://127.0.0.1:8888", "tunnel": "none", "timeout": 120}
+    given = {"runtime_url": "http://gpu-box:8888", "package_spec": "git+https://example.org/cb@v1"}
+    launch, other = parse(body).launch, parse(given).launch  # type: ignore[union-attr]
     with api.application.app_context():
-        params = launch_parameters({"tunnel": "none", "timeout": 120}, "s" * 32,
-                                   "http://127.0.0.1:8888")
-        own = launch_parameters({"package_spec": "git+https://example.org/cb@v1"}, "s" * 32,
-                                "http://gpu-box:8888")
+        params = launch_parameters(launch, "s" * 32, "http://127.0.0.1:8888")
+        own = launch_parameters(other, "s" * 32, "http://gpu-box:8888")
+    assert body == {"runtime_url": "http://127.0.0.1:8888", "tunnel": "none", "timeout": 120}
     assert params["package_spec"] == ""  # the launch uploads this service's own wheel
     assert (params["start_timeout"], params["host"]) == (120.0, "127.0.0.1")
     assert (own["package_spec"], own["host"]) == ("git+https://example.org/cb@v1", "0.0.0.0")
