@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from bridge.errors import BackendUnavailable, ValidationError
+from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
 from colab_runtime.launch import BOOTING, KERNEL_START_TRIES
 from colab_runtime.notebook import PACKAGE, default_package_spec
 
@@ -47,10 +47,13 @@ def own_wheel(home: Path) -> Path:
                 "package_spec (a wheel or Git URL of this version)",
                 details={"field": "package_spec"})
         folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-             "-w", str(folder), str(SOURCE)],
-            capture_output=True, text=True, timeout=300, check=False)
+        pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder)]
+        # offline with the setuptools at hand first; else pip fetches the build backend
+        for isolation in (["--no-build-isolation"], []):
+            done = subprocess.run([*pip, *isolation, str(SOURCE)], capture_output=True,
+                                  text=True, timeout=300, check=False)
+            if done.returncode == 0 and (folder / name).is_file():
+                break
         if done.returncode != 0 or not (folder / name).is_file():
             raise BackendUnavailable(f"could not build this service's wheel: "
                                      f"{(done.stderr or done.stdout)[-300:]}")
@@ -79,6 +82,8 @@ def upload(runtime_url: str, headers: Mapping[str, str], wheel: Path, *,
         if answer.status_code not in BOOTING or attempt == KERNEL_START_TRIES:
             break
         time.sleep(backoff * 2 ** (attempt - 1))
+    if answer.status_code in (401, 403):
+        raise Unauthorized(f"the Jupyter runtime refused the token ({answer.status_code})")
     if answer.status_code not in (200, 201):
         raise BackendUnavailable(
             f"the runtime refused the wheel upload (HTTP {answer.status_code})",

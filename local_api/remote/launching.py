@@ -47,13 +47,13 @@ def launch(
 ) -> tuple[str, dict[str, Any]]:
     """papermill runs the worker notebook on ``runtime``; the executed copy is deleted after."""
     params = launch_parameters(request, secret, runtime.url)
-    if not params["package_spec"]:  # never a name from a public index: our own wheel
-        own = wheel.own_wheel(current_app.config["SETTINGS"].home)
-        params["package_spec"] = wheel.upload(runtime.url, runtime.headers, own,
-                                              token=runtime.token)
-        params["package_build"] = f"{wheel.version()}+{wheel.build_id(own)}"
     folder = tempfile.mkdtemp(prefix="bridge-connect-")  # the executed copy holds the secret
     try:
+        if not params["package_spec"]:  # never a name from a public index: our own wheel
+            own = wheel.own_wheel(current_app.config["SETTINGS"].home)
+            params["package_spec"] = wheel.upload(runtime.url, runtime.headers, own,
+                                                  token=runtime.token)
+            params["package_build"] = f"{wheel.version()}+{wheel.build_id(own)}"
         # the notebook reports a slow start itself; a step that hangs is stopped after this
         result = launch_worker(worker_notebook_path(folder), params, runtime=runtime,
                                output_path=f"{folder}/colab_worker.out.ipynb",

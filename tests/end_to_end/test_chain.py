@@ -231,3 +231,25 @@ def test_the_connect_timeout_bounds_the_launch_and_leaves_no_worker(
     assert "did not start in 1s" in answer.json()["error"]["message"]
     assert time.monotonic() - started < 60
     assert wait_until_gone(jupyter) == []
+
+
+def test_a_colab_runtime_reclaimed_server_side_is_detached_and_answered_locally(
+    serve: Any, jupyter: Jupyter, google: Google, reap: None  # noqa: F811
+) -> None:
+    google.colab.runtime_url = jupyter.url
+    (jupyter.root / "colab-standin-url").write_text(google.endpoints.colab_url)
+    http, headers, app = serve(google=google.endpoints)
+    body = {"credentials": google.credentials, "accelerator": "T4", "tunnel": "none"}
+    sign_in(app.test_client(), http.post(CONNECT, headers=headers, json=body).json()["auth_url"])
+    assert http.post(CONNECT, headers=headers, json=body).json()["status"] == "connected"
+    assert ask(http, headers)["backend"] == "colab-t4-1"
+
+    keeper = app.extensions["remote"].get("colab-t4-1").keepalive
+    google.colab.reclaim("gpu-t4-s-1")  # Colab takes it back (idle, capped or restarted)
+    keeper.tick()  # the next keep-alive round notices it
+    status = http.get("/api/v1/system/status", headers=headers).json()
+    assert all(b["name"] != "colab-t4-1" for b in status["backends"])
+    assert status["lost"][-1]["worker"] == "colab-t4-1"
+    assert ask(http, headers)["backend"] == "local"
+    gone = http.request("DELETE", CONNECT, headers=headers)
+    assert gone.status_code == 404  # nothing left to detach: it was detached already

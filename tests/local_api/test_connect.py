@@ -398,7 +398,7 @@ def test_a_colab_runtime_whose_launch_fails_is_released(
     sign_in(api, api.post(CONNECT, headers=headers, json=body).get_json()["auth_url"])
     answer = api.post(CONNECT, headers=headers, json=body)  # the stand-in's proxy has no kernels
     assert answer.status_code == 503, answer.get_json()
-    assert "Jupyter runtime failed (404)" in answer.get_json()["error"]["message"]
+    assert "refused the wheel upload (HTTP 404)" in answer.get_json()["error"]["message"]
     assert ("GET", "/tun/m/unassign/gpu-t4-s-1?authuser=0") in google.colab.requests
     assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
 
