@@ -151,3 +151,22 @@ def test_a_reclaimed_runtime_is_detached_told_and_requests_fall_back(
     assert rows(home, "SELECT name FROM workers") == []
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'bridge_colab_runtimes_lost_total{reason="reclaimed"} 1.0' in metrics
+
+
+def test_every_google_endpoint_is_a_setting(make_app: Callable[..., Flask], home: Path) -> None:
+    from bridge.config import Settings
+    from local_api.remote import google_account
+
+    env = {"BRIDGE_GOOGLE_AUTH_URI": "http://g/auth", "BRIDGE_GOOGLE_TOKEN_URI": "http://g/token",
+           "BRIDGE_COLAB_URL": "http://c", "BRIDGE_COLAB_API_URL": "http://c-api",
+           "BRIDGE_GOOGLE_DRIVE_URL": "http://d/", "BRIDGE_COLAB_IDLE_LIMIT": "120"}
+    settings = Settings.from_env(env, home=home)
+    assert Settings().colab_url == "https://colab.research.google.com"
+    names = ("google_auth_uri", "google_token_uri", "colab_url", "colab_api_url",
+             "google_drive_url", "colab_idle_limit")
+    app = make_app({"home": home, **{n: getattr(settings, n) for n in names}})
+    with app.app_context():
+        where = google_account.endpoints()
+    assert (where.auth_uri, where.token_uri, where.colab_url, where.colab_api_url,
+            where.drive_root_url, where.idle_limit) == (
+        "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0)
