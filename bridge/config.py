@@ -70,6 +70,17 @@ class Settings:
     # SQLite under WAL: NORMAL survives a crash of the service (kill -9) and costs ~0.5 ms less
     # per write than FULL, which also survives a power cut (measured: 2.0 vs 1.5 ms a request).
     sqlite_synchronous: str = "NORMAL"
+    # Google's endpoints (colab-protocol.md); point them at stand-ins or a Colab-compatible
+    # deployment: BRIDGE_GOOGLE_AUTH_URI, BRIDGE_GOOGLE_TOKEN_URI, BRIDGE_COLAB_URL,
+    # BRIDGE_COLAB_API_URL, BRIDGE_GOOGLE_DRIVE_URL.
+    google_auth_uri: str = "https://accounts.google.com/o/oauth2/auth"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    colab_url: str = "https://colab.research.google.com"
+    colab_api_url: str = "https://colab.pa.googleapis.com"
+    google_drive_url: str = "https://www.googleapis.com/"
+    # seconds without a request after which a Colab runtime is no longer kept alive (paid
+    # runtimes spend compute units while kept alive); 0 keeps it alive while attached
+    colab_idle_limit: int = 3600
 
     @property
     def db_url(self) -> str:

@@ -117,6 +117,27 @@ class ServiceUnreachable(BridgeError):
     status, code, default_message = 503, "SERVICE_UNREACHABLE", "Cannot reach the service"
 
 
+# Colab's own refusals (colab-protocol.md), each with the code a client acts on.
+class ColabTooManyAssignments(BridgeError):
+    status, code, default_message = 409, "COLAB_TOO_MANY_ASSIGNMENTS", "Too many Colab runtimes"
+
+
+class ColabAcceleratorUnavailable(BridgeError):
+    status, code, default_message = 503, "COLAB_ACCELERATOR_UNAVAILABLE", "No such GPU free now"
+
+
+class ColabNotEntitled(BridgeError):
+    status, code, default_message = 403, "COLAB_NOT_ENTITLED", "Not entitled to this accelerator"
+
+
+class ColabQuotaExceeded(BridgeError):
+    status, code, default_message = 429, "COLAB_QUOTA_EXCEEDED", "Colab usage quota exceeded"
+
+
+class ColabDenied(BridgeError):
+    status, code, default_message = 403, "COLAB_DENIED", "Colab refuses this account"
+
+
 def _all_subclasses(cls: type[BridgeError]) -> list[type[BridgeError]]:
     found: list[type[BridgeError]] = []
     for sub in cls.__subclasses__():

@@ -1,19 +1,19 @@
 """A small client for Colab's control plane: an undocumented API, kept behind this one class."""
 
-# Endpoints and shapes (colab-protocol.md) are read from Google's own Colab command-line
-# client, not a published contract, and may change without notice. Errors map onto
-# bridge.errors: 401 Unauthorized, 403 Forbidden, 412 Conflict, 429 RateLimitExceeded;
-# unreachable, other 4xx/5xx or malformed answers are BackendUnavailable.
+# Endpoints and shapes (colab-protocol.md) are read from Google's own clients, the Colab CLI
+# (googlecolab/google-colab-cli) and the VS Code extension (googlecolab/colab-vscode), not a
+# published contract, and may change without notice. Errors map onto bridge.errors: 401
+# Unauthorized, 403 Forbidden, 412 ColabTooManyAssignments, 503 on assign
+# ColabAcceleratorUnavailable, 400 on assign ColabNotEntitled, an `outcome` ColabQuotaExceeded
+# or ColabDenied, 429 RateLimitExceeded; unreachable, other 4xx/5xx or malformed answers are
+# BackendUnavailable.
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -22,32 +22,34 @@ from google.auth.exceptions import GoogleAuthError, RefreshError
 from bridge.errors import (
     BackendUnavailable,
     BridgeError,
-    Conflict,
+    ColabTooManyAssignments,
     Forbidden,
     NotFound,
     RateLimitExceeded,
     Unauthorized,
     ValidationError,
 )
-
-log = logging.getLogger(__name__)
+from colab_runtime.colab_answers import (
+    VARIANT_NAMES,
+    VARIANTS,
+    assign_refusal,
+    check_outcome,
+    field,
+    name_of,
+    parse,
+)
+from colab_runtime.oauth import refresh_refused
 
 COLAB_URL = "https://colab.research.google.com"
-KEEPALIVE_URL = (
-    "https://colab.pa.googleapis.com/$rpc/google.internal.colab.v1.RuntimeService/"
-    "KeepAliveAssignment"
-)
-XSSI_PREFIX = ")]}'\n"
-VARIANTS: dict[str, frozenset[str]] = {
-    "DEFAULT": frozenset({"NONE"}),
-    "GPU": frozenset({"T4", "L4", "A100", "H100"}),
-    "TPU": frozenset({"V2-8", "V5E1", "V6E1"}),
-}
+CLIENT_AGENT_HEADER = "X-Colab-Client-Agent"  # the CLI and the extension; X-Goog-... is gone
+CLIENT_AGENT = "compute-bridge"
+KEEPALIVE_TIMEOUT = 10.0  # the CLI's; a read timeout counts as success
 _STATUS_ERRORS: dict[int, tuple[type[BridgeError], str]] = {
     401: (Unauthorized, "Colab refused the Google credentials (401); sign in again"),
-    403: (Forbidden, "Colab denied access (403); the account lacks the colaboratory scope"),
+    403: (Forbidden, "Colab denied access (403)"),
     404: (NotFound, "Colab does not know this runtime (404)"),
-    412: (Conflict, "too many assignments: release a Colab runtime first (412)"),
+    412: (ColabTooManyAssignments, "too many Colab runtimes are assigned to this account: "
+          "release one (Colab > Runtime > Manage sessions) and connect again (412)"),
     429: (RateLimitExceeded, "Colab is rate limiting this account (429)"),
 }
 
@@ -57,9 +59,18 @@ def new_notebook_hash() -> str:
     return str(uuid.uuid4()).replace("-", "_").ljust(44, ".")
 
 
+def variant_of(accelerator: str) -> str:
+    """The variant an accelerator belongs to."""
+    return next((v for v, accs in VARIANTS.items() if accelerator in accs), "GPU")
+
+
 @dataclass(frozen=True)
 class Assignment:
-    """One assigned runtime: its endpoint and its Jupyter proxy (URL, token, expiry)."""
+    """One assigned runtime: its endpoint, its Jupyter proxy (URL, token, expiry) and idle limit.
+
+    ``proxy_url`` is empty for a list entry without ``runtimeProxyInfo`` (a browser runtime).
+    ``fit`` is Colab's idle timeout in seconds (None when not told).
+    """
 
     endpoint: str
     proxy_url: str
@@ -67,6 +78,8 @@ class Assignment:
     token_expires_at: float
     accelerator: str
     variant: str = "GPU"
+    fit: float | None = None
+    machine_shape: str = ""
 
     def token_expires_within(self, seconds: float, now: float) -> bool:
         """Whether the proxy token expires within `seconds` of `now`."""
@@ -81,15 +94,13 @@ class ColabClient:
         session: requests.Session,
         *,
         base_url: str = COLAB_URL,
-        keepalive_url: str = KEEPALIVE_URL,
-        client_agent: str = "compute-bridge",
+        client_agent: str = CLIENT_AGENT,
         notebook_hash: str | None = None,
         clock: Callable[[], float] = time.time,
         timeout: float = 30.0,
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
-        self.keepalive_url = keepalive_url
         self.client_agent = client_agent
         self.notebook_hash = notebook_hash or new_notebook_hash()
         self.clock = clock
@@ -101,96 +112,117 @@ class ColabClient:
         params = {"nbh": self.notebook_hash, "variant": variant, "accelerator": accelerator}
         body = self._call("GET", "/tun/m/assign", params=params)
         if "runtimeProxyInfo" not in body:
-            token = _field(body, "token", "assign ticket")
-            body = self._call("POST", "/tun/m/assign", params=params, xsrf=token)
-        return self._assignment(body, accelerator, variant)
+            token = field(body, "token", "assign ticket")
+            try:
+                body = self._call("POST", "/tun/m/assign", params=params, xsrf=token)
+            except BackendUnavailable as exc:
+                raise assign_refusal(exc, accelerator, variant) from exc
+        check_outcome(body)
+        found = self._assignment(body, accelerator, variant)
+        if found is None:
+            raise BackendUnavailable("Colab answered an assignment without runtimeProxyInfo")
+        return found
 
     def list_assignments(self) -> list[Assignment]:
-        """Every runtime assigned to this account."""
+        """Every runtime assigned to this account; each call mints fresh proxy tokens."""
         body = self._call("GET", "/tun/m/assignments")
         items = body.get("assignments") or []
         if not isinstance(items, list):
             raise BackendUnavailable("Colab answered a malformed assignment list")
-        return [self._assignment(item, "", "") for item in items]
+        found = []
+        for item in items:
+            if isinstance(item, dict) and item.get("endpoint"):
+                one = self._assignment(item, "", "", proxy_required=False)
+                if one is not None:
+                    found.append(one)
+        return found
+
+    def find(self, endpoint: str) -> Assignment | None:
+        """This runtime as the assignment list shows it now (None: no longer assigned)."""
+        return next((a for a in self.list_assignments() if a.endpoint == endpoint), None)
 
     def release(self, endpoint: str) -> None:
-        """Release (unassign) a runtime; it stops being billed."""
+        """Release (unassign) a runtime; it stops being billed. The POST answers 204/empty."""
         path = f"/tun/m/unassign/{_endpoint(endpoint)}"
-        token = _field(self._call("GET", path), "token", "unassign ticket")
+        token = field(self._call("GET", path), "token", "unassign ticket")
         self._call("POST", path, xsrf=token)
 
     def keep_alive(self, endpoint: str) -> None:
-        """Tell Colab the runtime is in use, so it is not reclaimed as idle."""
-        self._call(
-            "POST",
-            self.keepalive_url,
-            data=json.dumps([_endpoint(endpoint)]),
-            content_type="application/json+protobuf",
-            expect_json=False,
-        )
+        """Tell Colab the runtime is in use (GET /tun/m/<endpoint>/keep-alive/, as the CLI does).
+
+        A read timeout is success: Colab's front end records the activity before forwarding.
+        """
+        try:
+            self._call("GET", f"/tun/m/{_endpoint(endpoint)}/keep-alive/",
+                       extra={"X-Colab-Tunnel": "Google"}, timeout=KEEPALIVE_TIMEOUT)
+        except BackendUnavailable as exc:
+            if not isinstance(exc.__cause__, requests.ReadTimeout):
+                raise
 
     def renew_proxy_token(self, assignment: Assignment) -> Assignment:
-        """A fresh proxy token for a running runtime; never assigns a new one."""
-        # Assign-GET with the same nbh answers the current assignment with a new token.
-        # An expired token is not a dead runtime: only a missing assignment is.
-        params = {
-            "nbh": self.notebook_hash,
-            "variant": assignment.variant,
-            "accelerator": assignment.accelerator,
-        }
-        body = self._call("GET", "/tun/m/assign", params=params)
-        if "runtimeProxyInfo" in body:
-            renewed = self._assignment(body, assignment.accelerator, assignment.variant)
-            if renewed.endpoint in ("", assignment.endpoint):
-                return replace(renewed, endpoint=assignment.endpoint)
-        for current in self.list_assignments():
-            if current.endpoint == assignment.endpoint:
-                return replace(current, accelerator=assignment.accelerator,
-                               variant=assignment.variant)
-        raise BackendUnavailable(f"Colab runtime {assignment.endpoint} is no longer assigned")
+        """A fresh proxy token from the assignment list (as Google's CLI renews); never assigns.
 
-    def _assignment(self, body: dict[str, Any], accelerator: str, variant: str) -> Assignment:
+        An expired token is not a dead runtime: only a runtime missing from the list is
+        (NotFound with reason ``gone``).
+        """
+        current = self.find(assignment.endpoint)
+        if current is None:
+            raise NotFound(f"Colab runtime {assignment.endpoint} is no longer assigned",
+                           details={"reason": "gone"})
+        if not current.proxy_url:
+            raise BackendUnavailable(f"Colab lists {assignment.endpoint} without its proxy")
+        return Assignment(assignment.endpoint, current.proxy_url, current.proxy_token,
+                          current.token_expires_at, assignment.accelerator, assignment.variant,
+                          assignment.fit if current.fit is None else current.fit,
+                          current.machine_shape or assignment.machine_shape)
+
+    def _assignment(self, body: dict[str, Any], accelerator: str, variant: str, *,
+                    proxy_required: bool = True) -> Assignment | None:
         proxy = body.get("runtimeProxyInfo")
         if not isinstance(proxy, dict):
-            raise BackendUnavailable("Colab answered an assignment without runtimeProxyInfo")
+            if proxy_required:
+                return None
+            proxy = {"url": "", "token": "", "tokenExpiresInSeconds": 0}
         try:
             expires_in = float(proxy.get("tokenExpiresInSeconds", 3600))
+            fit = float(body["fit"]) if body.get("fit") is not None else None
         except (TypeError, ValueError) as exc:
-            raise BackendUnavailable("Colab answered a malformed token expiry") from exc
+            raise BackendUnavailable("Colab answered a malformed token expiry or fit") from exc
+        url, token = proxy.get("url"), proxy.get("token")
+        if proxy_required and not (url and token):
+            raise BackendUnavailable("Colab answered a runtimeProxyInfo without url or token")
         return Assignment(
             endpoint=str(body.get("endpoint", "")),
-            proxy_url=str(_field(proxy, "url", "runtimeProxyInfo")),
-            proxy_token=str(_field(proxy, "token", "runtimeProxyInfo")),
+            proxy_url=str(url or ""),
+            proxy_token=str(token or ""),
             token_expires_at=self.clock() + expires_in,
             accelerator=str(body.get("accelerator") or accelerator),
-            variant=str(body.get("variant") or variant),
+            variant=name_of(body.get("variant"), VARIANT_NAMES) or variant,
+            fit=fit,
+            machine_shape=name_of(body.get("machineShape"), {}),
         )
 
     def _call(
         self,
         method: str,
-        path_or_url: str,
+        path: str,
         *,
         params: dict[str, str] | None = None,
         xsrf: str | None = None,
-        data: str | None = None,
-        content_type: str | None = None,
-        expect_json: bool = True,
+        extra: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        is_url = path_or_url.startswith(("http://", "https://"))
-        url = path_or_url if is_url else self.base_url + path_or_url
-        query = dict(params or {}) if is_url else {"authuser": "0", **(params or {})}
-        headers = {"Accept": "application/json", "X-Goog-Colab-Client-Agent": self.client_agent}
+        url = self.base_url + path
+        query = {"authuser": "0", **(params or {})}
+        headers = {"Accept": "application/json", CLIENT_AGENT_HEADER: self.client_agent,
+                   **(extra or {})}
         if xsrf is not None:
             headers["X-Goog-Colab-Token"] = xsrf
-        if content_type is not None:
-            headers["Content-Type"] = content_type
         try:
-            response = self.session.request(
-                method, url, params=query, headers=headers, data=data, timeout=self.timeout
-            )
+            response = self.session.request(method, url, params=query, headers=headers,
+                                            timeout=timeout or self.timeout)
         except RefreshError as exc:
-            raise Unauthorized(f"Google sign-in expired or was revoked: {exc}") from exc
+            raise refresh_refused(exc) from exc
         except GoogleAuthError as exc:  # e.g. TransportError: the token endpoint is unreachable
             raise BackendUnavailable(f"cannot renew the Google sign-in: {exc}") from exc
         except requests.RequestException as exc:
@@ -200,69 +232,9 @@ class ColabClient:
             cls, message = _STATUS_ERRORS[status]
             raise cls(message, details={"upstream_status": status})
         if status >= 400:
-            raise BackendUnavailable(
-                f"Colab answered HTTP {status} for {method} {path_or_url}",
-                details={"upstream_status": status},
-            )
-        return _parse(response.text) if expect_json else {}
-
-
-class KeepAlive:
-    """A daemon thread that keeps one runtime alive and renews its proxy token before expiry."""
-
-    def __init__(
-        self,
-        client: ColabClient,
-        assignment: Assignment,
-        *,
-        interval: float = 60.0,
-        renew_margin: float = 300.0,
-        on_renew: Callable[[Assignment], None] | None = None,
-    ) -> None:
-        self.client = client
-        self.assignment = assignment
-        self.interval = interval
-        self.renew_margin = renew_margin
-        self.on_renew = on_renew
-        self.last_error: BridgeError | None = None  # of the last round; None when it went well
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def tick(self) -> None:
-        """One round: a keep-alive, then a token renewal when expiry is near."""
-        try:
-            self.client.keep_alive(self.assignment.endpoint)
-            if self.assignment.token_expires_within(self.renew_margin, self.client.clock()):
-                self.assignment = self.client.renew_proxy_token(self.assignment)
-                if self.on_renew is not None:
-                    self.on_renew(self.assignment)
-            self.last_error = None
-        except Exception as exc:
-            # A failed round is retried next round; it never declares the runtime dead.
-            if not isinstance(exc, BridgeError):
-                log.exception("keep-alive for %s failed unexpectedly", self.assignment.endpoint)
-                exc = BackendUnavailable(f"keep-alive failed: {type(exc).__name__}: {exc}")
-            self.last_error = exc
-            log.warning("keep-alive for %s failed: %s", self.assignment.endpoint, exc.message)
-
-    def start(self) -> None:
-        """Start the thread (once)."""
-        if self._thread is not None:
-            raise Conflict("keep-alive already started")
-        self._thread = threading.Thread(
-            target=self._run, name=f"colab-keepalive-{self.assignment.endpoint}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float | None = 5.0) -> None:
-        """Stop the thread and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.tick()  # never raises: an error is kept in last_error and retried
+            raise BackendUnavailable(f"Colab answered HTTP {status} for {method} {path}",
+                                     details={"upstream_status": status})
+        return parse(response.text)
 
 
 def _validate(accelerator: str, variant: str) -> None:
@@ -283,19 +255,3 @@ def _endpoint(endpoint: str) -> str:
     return endpoint
 
 
-def _parse(text: str) -> dict[str, Any]:
-    body = text[len(XSSI_PREFIX):] if text.startswith(XSSI_PREFIX) else text
-    try:
-        value = json.loads(body)
-    except ValueError as exc:
-        raise BackendUnavailable(f"Colab answered malformed JSON: {body[:80]!r}") from exc
-    if not isinstance(value, dict):
-        raise BackendUnavailable(f"Colab answered JSON that is not an object: {body[:80]!r}")
-    return value
-
-
-def _field(body: dict[str, Any], name: str, what: str) -> Any:
-    value = body.get(name)
-    if not value:
-        raise BackendUnavailable(f"Colab answered a {what} without {name!r}")
-    return value

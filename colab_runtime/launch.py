@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import keyword
+import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -27,7 +28,10 @@ from tornado import web
 from traitlets import Dict as DictTrait
 from traitlets import DottedObjectName, Type
 
-from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
+from bridge.errors import BackendUnavailable, Unauthorized
+from colab_runtime.notebook_params import validate_parameters, validate_runtime
+
+log = logging.getLogger(__name__)
 
 # The worker record contract: the worker notebook prints on stdout one JSON line
 #   {"bridge_worker": {"worker_url": "https://...", "runtime_info": {"gpu": ..., ...}}}
@@ -38,11 +42,9 @@ WORKER_URL_KEY = "worker_url"
 RUNTIME_INFO_KEY = "runtime_info"
 COLAB_PROXY_HEADER = "X-Colab-Runtime-Proxy-Token"
 COLAB_PROXY_QUERY = "colab-runtime-proxy-token"
-_JSON_SCALARS = (str, int, float, bool, type(None))
-_DECLARED_TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
-    "list": (list, tuple),
-}
+CLIENT_AGENT_HEADER, CLIENT_AGENT = "X-Colab-Client-Agent", "compute-bridge"
+KERNEL_START_TRIES = 3  # Google's CLI retries a kernel start three times on a booting VM
+BOOTING = (502, 503, 504)  # what a fresh VM's proxy answers for a while
 _TIMED_OUT = "LaunchTimeout"  # the error nbclient records for a cell past execution_timeout
 _GATEWAY_LOCK = threading.Lock()  # GatewayClient is a process-wide singleton
 
@@ -82,8 +84,11 @@ class RemoteRuntime:
 
     @classmethod
     def colab(cls, proxy_url: str, proxy_token: str) -> RemoteRuntime:
-        """A Colab runtime behind its proxy (header on every request, query on the websocket)."""
-        return cls(proxy_url, headers={COLAB_PROXY_HEADER: proxy_token},
+        """A Colab runtime behind its proxy: the proxy token and X-Colab-Client-Agent on every
+        request, REST and websocket (the VS Code extension calls both required), and the token
+        again in the websocket's query (Google's CLI)."""
+        return cls(proxy_url, headers={COLAB_PROXY_HEADER: proxy_token,
+                                       CLIENT_AGENT_HEADER: CLIENT_AGENT},
                    ws_query={COLAB_PROXY_QUERY: proxy_token})
 
 
@@ -105,13 +110,15 @@ def launch_worker(
     kernel_name: str | None = None,
     execution_timeout: float | None = None,
     start_timeout: float = 60.0,
+    retry_backoff: float = 2.0,
 ) -> LaunchResult:
     """Execute the worker notebook (local kernel, or ``runtime``) and read its record back;
-    a cell past ``execution_timeout`` is interrupted and the launch fails."""
+    a cell past ``execution_timeout`` is interrupted and the launch fails. A runtime still
+    booting (502/503/504 on the kernel start) is tried again with back-off, three times in all."""
     source = Path(notebook_path)
-    _validate_parameters(source, parameters)
+    validate_parameters(source, parameters)
     if runtime is not None:
-        _validate_runtime(runtime)
+        validate_runtime(runtime)
     out = Path(output_path) if output_path else (
         Path(tempfile.mkdtemp(prefix="bridge-launch-")) / f"{source.stem}.out.ipynb"
     )
@@ -125,8 +132,7 @@ def launch_worker(
     if runtime is not None:
         options["kernel_manager_class"] = _RuntimeKernelManager
     try:
-        with _gateway(runtime) if runtime is not None else nullcontext():
-            nb = papermill.execute_notebook(str(source), str(out), dict(parameters), **options)
+        nb = _execute(source, out, parameters, runtime, options, retry_backoff)
     except PapermillExecutionError as exc:
         if execution_timeout is not None and exc.ename in (_TIMED_OUT, "KeyboardInterrupt"):
             raise BackendUnavailable(
@@ -147,6 +153,22 @@ def launch_worker(
         raise BackendUnavailable(f"the worker notebook did not finish: {exc}") from exc
     worker_url, runtime_info = parse_worker_record(nb)
     return LaunchResult(worker_url, runtime_info, out)
+
+
+def _execute(source: Path, out: Path, parameters: Mapping[str, Any],
+             runtime: RemoteRuntime | None, options: dict[str, Any], backoff: float) -> Any:
+    for attempt in range(1, KERNEL_START_TRIES + 1):
+        try:
+            with _gateway(runtime) if runtime is not None else nullcontext():
+                return papermill.execute_notebook(str(source), str(out), dict(parameters),
+                                                  **options)
+        except (web.HTTPError, websocket.WebSocketBadStatusException) as exc:
+            if exc.status_code not in BOOTING or attempt == KERNEL_START_TRIES:
+                raise
+            log.info("the runtime answered %s starting a kernel (booting?); try %d of %d",
+                     exc.status_code, attempt + 1, KERNEL_START_TRIES)
+            time.sleep(backoff * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 class _RuntimeGateway(GatewayClient):
@@ -262,44 +284,3 @@ def _record_candidates(output: Mapping[str, Any]) -> Iterator[Any]:
         yield output.get("data", {}).get("application/json")
 
 
-def _validate_runtime(runtime: RemoteRuntime) -> None:
-    if not runtime.url.startswith(("http://", "https://")):
-        raise ValidationError(f"runtime_url must be http(s): {runtime.url!r}")
-    token = [] if runtime.token is None else [("token", runtime.token)]
-    for name, value in [*runtime.headers.items(), *runtime.ws_query.items(), *token]:
-        if not all(isinstance(v, str) and "\r" not in v and "\n" not in v for v in (name, value)):
-            raise ValidationError(f"runtime header or token {name!r} must be a one-line string")
-
-
-def _validate_parameters(source: Path, parameters: Mapping[str, Any]) -> None:
-    if source.suffix != ".ipynb" or not source.is_file():
-        raise ValidationError(f"not a notebook file: {source}")
-    if not isinstance(parameters, Mapping):
-        raise ValidationError("notebook parameters must be an object")
-    declared = papermill.inspect_notebook(str(source))
-    if not declared:
-        raise ValidationError(f"{source.name} has no cell tagged 'parameters'")
-    for name, value in parameters.items():
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise ValidationError(f"parameter name {name!r} is not a Python identifier")
-        if name not in declared:
-            raise ValidationError(
-                f"unknown parameter {name!r}; {source.name} declares {sorted(declared)}")
-        if not _json_like(value):
-            raise ValidationError(f"parameter {name!r} must be JSON-like, not {type(value)}")
-        expected = _DECLARED_TYPES.get(str(declared[name].get("inferred_type_name")))
-        if expected is not None and (not isinstance(value, expected) or (
-            isinstance(value, bool) and bool not in expected)):
-            raise ValidationError(
-                f"parameter {name!r} must be {declared[name]['inferred_type_name']}, "
-                f"not {type(value).__name__}")
-
-
-def _json_like(value: Any) -> bool:
-    if isinstance(value, _JSON_SCALARS):
-        return not isinstance(value, float) or value == value  # NaN is not JSON
-    if isinstance(value, list | tuple):
-        return all(_json_like(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_like(v) for k, v in value.items())
-    return False

@@ -70,20 +70,34 @@ PARAMETERS: tuple[tuple[str, str, Any, str], ...] = (
     ("ngrok_token", "str", "", "your ngrok authtoken (dashboard.ngrok.com)"),
     ("port", "int", 0, "worker port on the runtime; 0 picks a free one"),
     ("host", "str", "127.0.0.1", "address the worker binds; 0.0.0.0 for tunnel none on a LAN"),
-    ("package_spec", "str", "", "wheel or Git URL of this project, if the runtime lacks it"),
+    ("package_spec", "str", "", "wheel (the launcher uploads one) or Git URL of this project"),
+    ("package_build", "str", "", "version+digest of that wheel; an exact match skips pip"),
     ("start_timeout", "float", 600.0, "seconds to wait for the worker to load its model"),
 )
 
 _INSTALL = """\
 import importlib
+import importlib.metadata
 import importlib.util
+import pathlib
 import subprocess
 import sys
 
-if importlib.util.find_spec("colab_runtime") is None:  # a fresh runtime: install the project
+# The launcher uploaded this service's own wheel (package_spec) and names its build; a runtime
+# that installed this exact build, or runs this version and never installed one, skips pip.
+marker = pathlib.Path.home() / ".cache" / "compute-bridge.build"
+present = importlib.util.find_spec("colab_runtime") is not None
+if present and marker.is_file():
+    present = marker.read_text() == package_build or not package_build
+elif present and package_build:
+    present = importlib.metadata.version("compute-bridge") == package_build.split("+")[0]
+if not present:
     if not package_spec:  # never a bare name from PyPI: the project is not published there
         raise RuntimeError("set package_spec to a wheel or Git URL of compute-bridge")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", package_spec], check=True)
+    if package_build:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(package_build)
     importlib.invalidate_caches()"""
 
 _START = """\

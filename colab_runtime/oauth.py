@@ -1,5 +1,10 @@
 """Google sign-in (google-auth-oauthlib) from a client_id / client_secret, and its credentials."""
 
+# The installed-app flow with a *Desktop app* client, as Google's Colab CLI signs in
+# (googlecolab/google-colab-cli): its redirect is a loopback address on any port, so nothing
+# has to be registered and localhost vs 127.0.0.1 cannot mismatch. The credentials keep the
+# scopes the user *granted* (a refused drive.file asked for again on every refresh fails).
+
 # Consent and callback may run in different requests or processes: flow_params captures
 # what the callback needs (state, PKCE verifier, endpoints) as strings, and exchange_code
 # takes the live Flow or those params. dump_credentials holds a refresh token: encrypt it.
@@ -22,11 +27,12 @@ AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 _GOOGLE = "https://www.googleapis.com/auth/"
 COLAB_SCOPE = _GOOGLE + "colaboratory"
+EMAIL_SCOPE = _GOOGLE + "userinfo.email"  # the control plane checks it (401 without)
 DRIVE_FILE_SCOPE = _GOOGLE + "drive.file"
 SCOPES: tuple[str, ...] = (
     "openid",
     _GOOGLE + "userinfo.profile",
-    _GOOGLE + "userinfo.email",
+    EMAIL_SCOPE,
     COLAB_SCOPE,
     DRIVE_FILE_SCOPE,
 )
@@ -45,17 +51,17 @@ def build_flow(
     state: str | None = None,
     code_verifier: str | None = None,
 ) -> Flow:
-    """A web-app OAuth flow for this client, redirecting to ``redirect_uri``."""
+    """An installed-app (Desktop client) OAuth flow, redirecting to loopback ``redirect_uri``."""
     for name, value in (("client_id", client_id), ("client_secret", client_secret),
                         ("redirect_uri", redirect_uri)):
         if not isinstance(value, str) or not value.strip():
             raise ValidationError(f"{name} is required for Google sign-in")
-    config = {"web": {
+    config = {"installed": {
         "client_id": client_id,
         "client_secret": client_secret,
         "auth_uri": auth_uri,
         "token_uri": token_uri,
-        "redirect_uris": [redirect_uri],
+        "redirect_uris": ["http://127.0.0.1", "http://localhost"],
     }}
     return Flow.from_client_config(
         config, scopes=list(scopes), redirect_uri=redirect_uri, state=state,
@@ -116,11 +122,24 @@ def exchange_code(
         flow.oauth2session.token = token
     except OSError as exc:
         raise BackendUnavailable(f"cannot reach Google's token endpoint: {exc}") from exc
-    credentials = flow.credentials
-    granted = set(credentials.granted_scopes or credentials.scopes or ())
-    if COLAB_SCOPE not in granted:
-        raise Forbidden("the Google consent did not grant the colaboratory scope")
-    return credentials
+    return granted_only(flow.credentials)
+
+
+def granted_only(credentials: Credentials) -> Credentials:
+    """The credentials narrowed to the scopes the user granted; refused Colab or e-mail access
+    is Forbidden (Colab needs both), a refused drive.file only turns the Drive features off."""
+    granted = list(credentials.granted_scopes or credentials.scopes or ())
+    missing = [s.rsplit("/", 1)[-1] for s in (COLAB_SCOPE, EMAIL_SCOPE) if s not in granted]
+    if missing:
+        raise Forbidden(
+            f"the Google consent did not grant {' and '.join(missing)}: connect again and leave "
+            "every Colab box ticked on the consent page", details={"missing_scopes": missing})
+    return Credentials(
+        token=credentials.token, refresh_token=credentials.refresh_token,
+        token_uri=credentials.token_uri, client_id=credentials.client_id,
+        client_secret=credentials.client_secret, scopes=granted, granted_scopes=granted,
+        expiry=credentials.expiry,
+    )
 
 
 def dump_credentials(credentials: Credentials) -> str:
@@ -146,10 +165,21 @@ def refresh(credentials: Credentials) -> Credentials:
     try:
         credentials.refresh(Request())
     except RefreshError as exc:
-        raise Unauthorized(f"Google sign-in expired or was revoked: {exc}") from exc
+        raise refresh_refused(exc) from exc
     except GoogleAuthError as exc:  # TransportError: the token endpoint is unreachable
         raise BackendUnavailable(f"cannot reach Google's token endpoint: {exc}") from exc
     return credentials
+
+
+def refresh_refused(exc: RefreshError) -> Unauthorized:
+    """A refused refresh: invalid_grant is a dead grant (a test user's 7 days, or revoked)."""
+    if "invalid_grant" in str(exc):
+        return Unauthorized(
+            "Google no longer accepts this sign-in (invalid_grant): consent of a test user of an "
+            "app in Testing expires after 7 days, or the access was revoked; sign in again",
+            details={"reason": "invalid_grant"})
+    return Unauthorized(f"Google refused to renew the sign-in: {exc}",
+                        details={"reason": "refresh_failed"})
 
 
 def authorized_session(credentials: Credentials) -> AuthorizedSession:

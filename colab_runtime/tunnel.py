@@ -81,6 +81,13 @@ def open_tunnel(
         url, closer = connect(port, ngrok_token, basic_auth)
     except Exception as exc:  # pyngrok raises its own errors, OSError, or install failures
         message = str(exc).replace(ngrok_token, "***")
+        if "ERR_NGROK_108" in message:  # ngrok's free plan: one agent per authtoken
+            raise BackendUnavailable(
+                "ngrok refused a second agent on this authtoken (ERR_NGROK_108): the free plan "
+                "allows one at a time; stop the other one (another worker, or ngrok elsewhere) "
+                "or detach its worker first",
+                details={"tunnel": "ngrok", "reason": "ERR_NGROK_108"},
+            ) from exc
         raise BackendUnavailable(
             f"tunnel could not be opened: {type(exc).__name__}: {message}",
             details={"tunnel": "ngrok"},

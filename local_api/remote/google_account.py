@@ -18,8 +18,8 @@ from sqlalchemy import delete, null, select
 
 from bridge.errors import BridgeError, Forbidden, ValidationError
 from colab_runtime import oauth
-from colab_runtime.colab import COLAB_URL, KEEPALIVE_URL, Assignment, ColabClient, KeepAlive
-from colab_runtime.drive import DRIVE_ROOT_URL
+from colab_runtime.colab import Assignment, ColabClient
+from colab_runtime.keepalive import KeepAlive
 from local_api.storage import schema
 from local_api.storage.crypto import SecretBox
 from local_api.storage.db import engine
@@ -28,21 +28,27 @@ from local_api.timeutil import duration, utcnow
 
 @dataclass(frozen=True)
 class GoogleEndpoints:
-    """Where Google's services are (tests point these at stand-ins on loopback)."""
+    """Where Google's services are (Settings: BRIDGE_GOOGLE_AUTH_URI, BRIDGE_GOOGLE_TOKEN_URI,
+    BRIDGE_COLAB_URL, BRIDGE_COLAB_API_URL, BRIDGE_GOOGLE_DRIVE_URL), and keep-alive timing."""
 
-    auth_uri: str = oauth.AUTH_URI
-    token_uri: str = oauth.TOKEN_URI
-    colab_url: str = COLAB_URL
-    keepalive_url: str = KEEPALIVE_URL
-    drive_root_url: str = DRIVE_ROOT_URL
-    keepalive_interval: float = 60.0
+    auth_uri: str
+    token_uri: str
+    colab_url: str
+    colab_api_url: str
+    drive_root_url: str
+    keepalive_interval: float = 60.0  # Google's CLI pings about every 60 s
+    idle_limit: float = 3600.0  # no pings after this long without a request; 0: never stop
     clock: Callable[[], float] = field(default=time.time)
 
 
 def endpoints() -> GoogleEndpoints:
-    """The app's endpoints: the ``google`` collaborator, else Google's own."""
+    """The app's endpoints: the ``google`` collaborator (tests), else the Settings'."""
     found = current_app.extensions["collaborators"].get("google")
-    return found if isinstance(found, GoogleEndpoints) else GoogleEndpoints()
+    if isinstance(found, GoogleEndpoints):
+        return found
+    s = current_app.config["SETTINGS"]
+    return GoogleEndpoints(s.google_auth_uri, s.google_token_uri, s.colab_url, s.colab_api_url,
+                           s.google_drive_url, idle_limit=float(s.colab_idle_limit))
 
 
 def _box() -> SecretBox:
@@ -110,34 +116,36 @@ def colab_client(credentials: Credentials, notebook_hash: str | None = None) -> 
     return ColabClient(
         oauth.authorized_session(credentials),
         base_url=where.colab_url,
-        keepalive_url=where.keepalive_url,
         notebook_hash=notebook_hash,
         clock=where.clock,
     )
 
 
 COLAB_SESSION_CAP = 12 * 3600  # free tier; paid tiers get up to 24 h
-COLAB_IDLE_RECLAIM = 90 * 60
 
 
-def colab_limits(started_at: float | None) -> dict[str, Any]:
-    """A Colab runtime's estimated time left (from the session cap) and the limits it runs under."""
+def colab_limits(started_at: float | None, fit: float | None) -> dict[str, Any]:
+    """A Colab runtime's estimated time left (from the session cap) and the limits it runs under:
+    ``idle_reclaim`` is the runtime's own ``fit`` from the assign answer (null: not told)."""
     left = COLAB_SESSION_CAP - (time.time() - float(started_at or time.time()))
     return {"time_left": duration(max(0.0, round(left))),
             "limits": {"session_cap": duration(COLAB_SESSION_CAP),
-                       "idle_reclaim": duration(COLAB_IDLE_RECLAIM)}}
+                       "idle_reclaim": duration(fit) if fit else None}}
 
 
-def start_keepalive(
-    client: ColabClient, colab: dict[str, Any], assignment: Assignment | None = None
+def keeper(
+    client: ColabClient, colab: dict[str, Any], assignment: Assignment | None = None, *,
+    last_used: Callable[[], float] | None = None, on_gone: Callable[[str], None] | None = None,
 ) -> KeepAlive:
-    """Keep a runtime alive; a restored one (token unknown) has its token renewed at once."""
+    """A keep-alive for a runtime (not started); a restored one (token unknown) has its token
+    renewed at the first round."""
     if assignment is None:
         assignment = Assignment(colab["endpoint"], colab.get("proxy_url", ""), "", 0.0,
-                                colab.get("accelerator", "T4"), colab.get("variant", "GPU"))
-    keeper = KeepAlive(client, assignment, interval=endpoints().keepalive_interval)
-    keeper.start()
-    return keeper
+                                colab.get("accelerator", "T4"), colab.get("variant", "GPU"),
+                                colab.get("fit"))
+    where = endpoints()
+    return KeepAlive(client, assignment, interval=where.keepalive_interval,
+                     idle_limit=where.idle_limit, last_used=last_used, on_gone=on_gone)
 
 
 def release_runtime(client: ColabClient | None, endpoint: str) -> str | None:

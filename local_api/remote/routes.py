@@ -11,7 +11,7 @@ from flask.blueprints import BlueprintSetupState
 from bridge.errors import BridgeError, Forbidden, NotFound, ValidationError
 from bridge.models.store import QUANTIZATIONS
 from bridge.urls import redact_url
-from colab_runtime.colab import VARIANTS
+from colab_runtime.colab_answers import VARIANTS
 from local_api.accounts import audit
 from local_api.accounts.identity import admin_required, current_identity
 from local_api.docs import spec

@@ -1,8 +1,8 @@
 """Attached remote compute: router workers persisted in `workers`, re-attached when the app starts.
 
 A Colab worker also holds its control-plane client and a KeepAlive thread (keep-alive every
-~60 s, proxy-token renewal before expiry). Secrets (worker secret, API key, a URL's
-user:password) are stored with the app's SecretBox and never leave this module in an answer.
+~60 s, token renewal, reconcile with the assignment list; lifecycle.py). Secrets (worker
+secret, API key, a URL's user:password) are stored sealed and never leave it in an answer.
 After a database restore, ``resync(app)`` makes the attached workers match the database again.
 """
 
@@ -12,47 +12,21 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select
 
-from bridge.backends.openai_compatible import OpenAIBackend
 from bridge.backends.remote import RemoteBackend
 from bridge.errors import BridgeError, Conflict, NotFound
 from bridge.urls import has_userinfo, split_userinfo
-from colab_runtime.colab import Assignment, ColabClient, KeepAlive
-from local_api.remote import google_account
+from colab_runtime.colab import ColabClient
+from local_api.remote import google_account, lifecycle
+from local_api.remote.lifecycle import Attached, build_backend
 from local_api.storage import schema
 from local_api.timeutil import utcnow
 
 log = logging.getLogger("compute_bridge.remote")
-
-
-@dataclass
-class Attached:
-    """One attached remote backend and what the service keeps for it."""
-
-    name: str
-    kind: str  # worker | openai
-    url: str = field(repr=False)  # as given, maybe with user:password: show it only redacted
-    backend: Any
-    runtime: dict[str, Any] = field(default_factory=dict)  # stored: mode, launched, colab...
-    client: ColabClient | None = None  # the Colab control plane, for keep-alive and release
-    keepalive: KeepAlive | None = None
-
-    @property
-    def colab(self) -> dict[str, Any] | None:
-        found = self.runtime.get("colab")
-        return found if isinstance(found, dict) else None
-
-
-def build_backend(name: str, kind: str, url: str, secret: str, timeout: float) -> Any:
-    """The router backend for a stored or new worker."""
-    if kind == "openai":
-        return OpenAIBackend(name, url, secret or None, read_timeout=timeout)
-    return RemoteBackend(name, url, secret, read_timeout=timeout)
 
 
 class Remote:
@@ -63,6 +37,7 @@ class Remote:
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}
         self._closed = threading.Event()
+        self.lost = lifecycle.Lost()
 
     @property
     def router(self) -> Any:
@@ -92,11 +67,9 @@ class Remote:
             if reserve is not None:
                 self._attached[name] = reserve
 
-    def attach(
-        self, attached: Attached, secret: str, user_id: int | None,
-        assignment: Assignment | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Persist it, route to it, keep it alive (Colab); returns its status entry.
+    def attach(self, attached: Attached, secret: str, user_id: int | None) -> dict[str, Any]:
+        """Persist it, route to it, keep it alive (Colab: its started keep-alive, or a new one);
+        returns its status entry.
 
         The row is written first (over a stale row of the same name); on any failure nothing
         of it stays: not routed, not listed, no keep-alive, no row.
@@ -108,7 +81,7 @@ class Remote:
             self._store(attached, secret, user_id)
             self.router.add_worker(attached.backend)
             routed = True
-            self._start_keepalive(attached, assignment)
+            self._start_keepalive(attached)
             return self.router.probe_worker(attached.name)  # type: ignore[no-any-return]
         except BaseException:
             self._forget(attached, unroute=routed)
@@ -206,18 +179,36 @@ class Remote:
             return {"time_left": None}
         extra: dict[str, Any] = {"mode": attached.runtime.get("mode"), "time_left": None}
         if attached.colab is not None or attached.runtime.get("runtime_type") == "colab":
-            extra.update(google_account.colab_limits(attached.runtime.get("started_at")))
-        if attached.keepalive is not None:
-            error = attached.keepalive.last_error
-            extra["keepalive"] = {"endpoint": attached.keepalive.assignment.endpoint,
+            fit = (attached.colab or {}).get("fit")
+            extra.update(google_account.colab_limits(attached.runtime.get("started_at"), fit))
+        keeper = attached.keepalive
+        if keeper is not None:
+            error = keeper.last_error
+            extra["keepalive"] = {"endpoint": keeper.assignment.endpoint, "state": keeper.state,
                                   "last_error": error.message if error else None}
         return extra
 
-    def _start_keepalive(self, attached: Attached, assignment: Assignment | None = None) -> None:
+    def _start_keepalive(self, attached: Attached) -> None:
         colab = attached.colab
         if colab is None or attached.client is None:
             return
-        attached.keepalive = google_account.start_keepalive(attached.client, colab, assignment)
+        if attached.keepalive is None:
+            attached.keepalive = google_account.keeper(attached.client, colab)
+        lifecycle.watch(attached, google_account.endpoints().clock, self._gone)
+        if attached.keepalive.state != "gone" and not attached.keepalive.started:
+            attached.keepalive.start()
+
+    def _gone(self, attached: Attached, reason: str) -> None:
+        """Colab took the runtime back: detach the worker (requests fall back locally)."""
+        colab = attached.colab or {}
+        log.warning("Colab runtime %s of worker %s is gone, worker detached: %s",
+                    colab.get("endpoint"), attached.name, reason)
+        self._forget(attached, unroute=True)
+        with contextlib.suppress(Exception):
+            attached.backend.close()
+        with contextlib.suppress(Exception):
+            self._delete_row(attached.name)
+        self.lost.add(attached.name, str(colab.get("endpoint")), reason)
 
     def restore(self) -> None:
         """Re-attach every stored worker not attached yet (probes run in the background)."""

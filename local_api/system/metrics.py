@@ -104,7 +104,14 @@ class _BackendCollector(Collector):
                 outstanding.add_metric([name], float(entry["outstanding"]))
             for stage, count in (entry.get("failovers") or {}).items():
                 failovers.add_metric([name, stage], float(count))
-        yield from (healthy, latency, outstanding, failovers)
+        lost = CounterMetricFamily(
+            "bridge_colab_runtimes_lost", "Colab runtimes Colab took back, by reason",
+            labels=["reason"],
+        )
+        registry = self.app.extensions.get("remote")
+        for reason, count in (registry.lost.counts.items() if registry is not None else ()):
+            lost.add_metric([reason], float(count))
+        yield from (healthy, latency, outstanding, failovers, lost)
 
 
 def metrics(app: Flask | None = None) -> Metrics | None:

@@ -92,7 +92,15 @@ def snapshot() -> dict[str, Any]:
             "cached": [m.id for m in c.store.list() if m.status == "ready"],
         },
         "backends": backends,
+        "lost": _lost(),
     }
+
+
+def _lost() -> list[dict[str, Any]]:
+    """Colab runtimes Colab took back (reclaimed, capped, restarted), newest last, and why."""
+    from local_api.remote.workers import remote
+
+    return remote().lost.items()
 
 
 @bp.get("/status")

@@ -16,13 +16,16 @@ from requests.adapters import HTTPAdapter
 
 from bridge.errors import (
     BackendUnavailable,
+    ColabTooManyAssignments,
     Conflict,
     NotFound,
     Unauthorized,
     ValidationError,
 )
-from colab_runtime.colab import Assignment, ColabClient, KeepAlive, new_notebook_hash
-from tests.support.fake_google import ColabState, LoopbackServer, Tokens, create_colab_app
+from colab_runtime.colab import Assignment, ColabClient, new_notebook_hash
+from colab_runtime.keepalive import KeepAlive
+from tests.support.fake_colab import ColabState, create_colab_app
+from tests.support.fake_google import LoopbackServer, Tokens
 
 
 @pytest.fixture
@@ -40,12 +43,11 @@ def session() -> Iterator[requests.Session]:
 
 def make_client(colab: tuple[ColabState, str], session: requests.Session) -> ColabClient:
     state, url = colab
-    keepalive = url + "/$rpc/google.internal.colab.v1.RuntimeService/KeepAliveAssignment"
-    return ColabClient(session, base_url=url, keepalive_url=keepalive, clock=lambda: state.now)
+    return ColabClient(session, base_url=url, clock=lambda: state.now)
 
 
 def runtime_status(session: requests.Session, a: Assignment) -> int:
-    headers = {"X-Colab-Runtime-Proxy-Token": a.proxy_token}
+    headers = {"X-Colab-Runtime-Proxy-Token": a.proxy_token, "X-Colab-Client-Agent": "t"}
     return session.get(a.proxy_url + "/api", headers=headers, timeout=5).status_code
 
 
@@ -84,7 +86,7 @@ def test_too_many_assignments_is_a_conflict(colab, session) -> None:
     state, _ = colab
     state.max_assignments = 1
     make_client(colab, session).assign()
-    with pytest.raises(Conflict, match="too many assignments"):
+    with pytest.raises(ColabTooManyAssignments, match="too many Colab runtimes"):
         make_client(colab, session).assign()
 
 
@@ -174,7 +176,7 @@ def test_renewal_of_a_released_runtime_says_it_is_gone(colab, session) -> None:
     client = make_client(colab, session)
     a = client.assign()
     client.release(a.endpoint)
-    with pytest.raises(BackendUnavailable, match="no longer assigned"):
+    with pytest.raises(NotFound, match="no longer assigned"):
         client.renew_proxy_token(a)
 
 

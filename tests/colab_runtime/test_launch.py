@@ -181,13 +181,15 @@ def test_bad_notebook_or_runtime_is_rejected(tmp_path) -> None:
 
 def test_colab_runtime_carries_the_proxy_token_twice() -> None:
     runtime = RemoteRuntime.colab("https://proxy.example/Tun/abc", "tok")
-    assert runtime.headers == {"X-Colab-Runtime-Proxy-Token": "tok"}
+    assert runtime.headers == {"X-Colab-Runtime-Proxy-Token": "tok",
+                               "X-Colab-Client-Agent": "compute-bridge"}
     assert runtime.ws_query == {"colab-runtime-proxy-token": "tok"}
     with launch._gateway(runtime):
         gateway = GatewayClient.instance()
         assert gateway.ws_url == "wss://proxy.example/Tun/abc"  # case kept, scheme swapped
         headers = gateway.load_connection_args()["headers"]
         assert headers["X-Colab-Runtime-Proxy-Token"] == "tok"
+        assert headers["X-Colab-Client-Agent"] == "compute-bridge"
     assert not GatewayClient.initialized()
 
 

@@ -31,7 +31,7 @@ def test_papermill_sees_the_parameters_and_the_kernel() -> None:
     declared = papermill.inspect_notebook(str(REPO_FILE))
     assert list(declared) == [
         "model_id", "quantization", "worker_secret", "tunnel", "ngrok_token", "port", "host",
-        "package_spec", "start_timeout",
+        "package_spec", "package_build", "start_timeout",
     ]
     assert declared["port"]["inferred_type_name"] == "int"
     nb = nbformat.read(REPO_FILE, as_version=4)

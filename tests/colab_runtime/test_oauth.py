@@ -11,13 +11,8 @@ import requests
 from bridge.errors import Forbidden, Unauthorized, ValidationError
 from colab_runtime import oauth
 from colab_runtime.colab import ColabClient
-from tests.support.fake_google import (
-    ColabState,
-    LoopbackServer,
-    OAuthState,
-    create_colab_app,
-    create_oauth_app,
-)
+from tests.support.fake_colab import ColabState, create_colab_app
+from tests.support.fake_google import LoopbackServer, OAuthState, create_oauth_app
 
 REDIRECT = "http://127.0.0.1:5000/api/v1/system/colab/callback"
 
@@ -123,13 +118,59 @@ def test_narrower_consent_without_colab_scope_is_forbidden(google) -> None:
         oauth.exchange_code(flow, consent(url)["code"])
 
 
-def test_narrower_consent_with_colab_scope_is_accepted(google) -> None:
+GRANTED_WITHOUT_DRIVE = ("openid https://www.googleapis.com/auth/userinfo.email "
+                         "https://www.googleapis.com/auth/colaboratory")
+
+
+def test_narrower_consent_with_colab_scope_is_accepted_and_kept(google) -> None:
+    fake, _ = google
+    fake.granted_scope = GRANTED_WITHOUT_DRIVE  # the user unticked drive.file
+    flow = flow_for(google)
+    url, _ = oauth.authorization_url(flow)
+    creds = oauth.exchange_code(flow, consent(url)["code"])
+    assert creds.granted_scopes == GRANTED_WITHOUT_DRIVE.split()
+    # the stored credentials ask only for what was granted, so refreshing works (asking again
+    # for the refused drive.file is refused: the hourly re-consent loop)
+    again = oauth.load_credentials(oauth.dump_credentials(creds))
+    assert sorted(again.scopes) == sorted(GRANTED_WITHOUT_DRIVE.split())
+    oauth.refresh(again)
+    assert again.token in fake.tokens.access
+
+
+def test_consent_without_the_e_mail_scope_is_refused_clearly(google) -> None:
     fake, _ = google
     fake.granted_scope = "openid https://www.googleapis.com/auth/colaboratory"
     flow = flow_for(google)
     url, _ = oauth.authorization_url(flow)
+    with pytest.raises(Forbidden, match="userinfo.email") as caught:
+        oauth.exchange_code(flow, consent(url)["code"])
+    assert caught.value.details["missing_scopes"] == ["userinfo.email"]
+
+
+def test_an_expired_test_user_grant_is_invalid_grant(google) -> None:
+    fake, _ = google
+    flow = flow_for(google)
+    url, _ = oauth.authorization_url(flow)
     creds = oauth.exchange_code(flow, consent(url)["code"])
-    assert creds.granted_scopes == ["openid", "https://www.googleapis.com/auth/colaboratory"]
+    fake.refresh_tokens.clear()  # 7 days after a test user's consent
+    with pytest.raises(Unauthorized, match="7 days") as caught:
+        oauth.refresh(creds)
+    assert caught.value.details["reason"] == "invalid_grant"
+
+
+def test_the_installed_app_flow_takes_any_loopback_port(google) -> None:
+    fake, url = google
+    for redirect in ("http://127.0.0.1:8765/cb", "http://localhost:5000/api/v1/cb"):
+        flow = oauth.build_flow(fake.client_id, fake.client_secret, redirect,
+                                token_uri=url + "/token", auth_uri=url + "/auth")
+        assert flow.client_type == "installed"
+        consent_url, _ = oauth.authorization_url(flow)
+        assert requests.get(consent_url, allow_redirects=False, timeout=5).status_code == 302
+    fake.client_type, fake.redirect_uris = "web", ("http://localhost:5000/cb",)
+    flow = oauth.build_flow(fake.client_id, fake.client_secret, "http://127.0.0.1:5000/cb",
+                            token_uri=url + "/token", auth_uri=url + "/auth")
+    refused = requests.get(oauth.authorization_url(flow)[0], allow_redirects=False, timeout=5)
+    assert refused.status_code == 400 and "redirect_uri_mismatch" in refused.text
 
 
 def test_insecure_endpoints_are_refused_outside_tests(google, monkeypatch) -> None:

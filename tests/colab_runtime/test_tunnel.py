@@ -102,3 +102,14 @@ def test_any_connector_can_stand_in_for_pyngrok() -> None:
     assert tunnel.public_url == "https://tunnel.example/9000"
     tunnel.close()
     assert closed == [True]
+
+
+def test_a_second_ngrok_agent_on_one_token_is_reported_as_such() -> None:
+    def refused(port: int, token: str, basic_auth: str | None) -> Any:
+        raise RuntimeError(f"ngrok error: Your account is limited to 1 simultaneous ngrok agent "
+                           f"sessions. ERR_NGROK_108 (token {token})")
+
+    with pytest.raises(BackendUnavailable, match="ERR_NGROK_108") as caught:
+        open_tunnel("ngrok", 8000, ngrok_token="tok-secret", connector=refused)
+    assert caught.value.details["reason"] == "ERR_NGROK_108"
+    assert "tok-secret" not in caught.value.message

@@ -163,22 +163,27 @@ def test_colab_connect_keep_alive_token_renewal_and_release(
     connected = answer.json()
     assert connected["status"] == "connected" and connected["worker"] == "colab-t4-1"
     assert connected["runtime"] == {"endpoint": "gpu-t4-s-1", "accelerator": "T4",
-                                    "variant": "GPU"}
+                                    "variant": "GPU", "fit": 5400.0}
     assert list(google.colab.assignments) == ["gpu-t4-s-1"]
     assert ask(http, headers)["backend"] == "colab-t4-1"
 
     keeper = app.extensions["remote"].get("colab-t4-1").keepalive
-    keeper.tick()
-    assert google.colab.keepalives == ["gpu-t4-s-1"]
+    assert google.colab.keepalives == ["gpu-t4-s-1"]  # the pre-flight, right after assign
+    for _ in range(3):  # 3 x 2000 s > fit: in use, kept alive, not reclaimed
+        google.colab.now += 2000
+        assert ask(http, headers)["backend"] == "colab-t4-1"
+        keeper.tick()
+    assert google.colab.keepalives == ["gpu-t4-s-1"] * 4 and google.colab.reclaimed == []
     old_token = keeper.assignment.proxy_token
-    google.colab.now += 3601  # the proxy token expired; the runtime did not
+    google.colab.now = keeper.assignment.token_expires_at + 1  # the token expired, not the VM
     keeper.tick()
     assert keeper.last_error is None and keeper.assignment.proxy_token != old_token
     assert ask(http, headers)["backend"] == "colab-t4-1"
     status = http.get("/api/v1/system/status", headers=headers).json()
     entry = next(b for b in status["backends"] if b["name"] == "colab-t4-1")
     assert entry["healthy"] is True and entry["time_left"].startswith("PT1")
-    assert entry["keepalive"] == {"endpoint": "gpu-t4-s-1", "last_error": None}
+    assert entry["keepalive"] == {"endpoint": "gpu-t4-s-1", "state": "alive", "last_error": None}
+    assert entry["limits"]["idle_reclaim"] == "PT1H30M"
 
     (worker,) = workers_of(jupyter)
     gone = http.request("DELETE", CONNECT, headers=headers).json()
@@ -226,3 +231,25 @@ def test_the_connect_timeout_bounds_the_launch_and_leaves_no_worker(
     assert "did not start in 1s" in answer.json()["error"]["message"]
     assert time.monotonic() - started < 60
     assert wait_until_gone(jupyter) == []
+
+
+def test_a_colab_runtime_reclaimed_server_side_is_detached_and_answered_locally(
+    serve: Any, jupyter: Jupyter, google: Google, reap: None  # noqa: F811
+) -> None:
+    google.colab.runtime_url = jupyter.url
+    (jupyter.root / "colab-standin-url").write_text(google.endpoints.colab_url)
+    http, headers, app = serve(google=google.endpoints)
+    body = {"credentials": google.credentials, "accelerator": "T4", "tunnel": "none"}
+    sign_in(app.test_client(), http.post(CONNECT, headers=headers, json=body).json()["auth_url"])
+    assert http.post(CONNECT, headers=headers, json=body).json()["status"] == "connected"
+    assert ask(http, headers)["backend"] == "colab-t4-1"
+
+    keeper = app.extensions["remote"].get("colab-t4-1").keepalive
+    google.colab.reclaim("gpu-t4-s-1")  # Colab takes it back (idle, capped or restarted)
+    keeper.tick()  # the next keep-alive round notices it
+    status = http.get("/api/v1/system/status", headers=headers).json()
+    assert all(b["name"] != "colab-t4-1" for b in status["backends"])
+    assert status["lost"][-1]["worker"] == "colab-t4-1"
+    assert ask(http, headers)["backend"] == "local"
+    gone = http.request("DELETE", CONNECT, headers=headers)
+    assert gone.status_code == 404  # nothing left to detach: it was detached already

@@ -328,7 +328,7 @@ def test_a_callback_that_is_forged_or_refused_stores_nothing(
 @pytest.mark.parametrize(
     ("failure", "status", "code"),
     [
-        ((412, "{}"), 409, "CONFLICT"),
+        ((412, "{}"), 409, "COLAB_TOO_MANY_ASSIGNMENTS"),
         ((500, "{}"), 503, "BACKEND_UNAVAILABLE"),
         ((200, ")]}'\n{not json"), 503, "BACKEND_UNAVAILABLE"),
     ],
@@ -398,7 +398,7 @@ def test_a_colab_runtime_whose_launch_fails_is_released(
     sign_in(api, api.post(CONNECT, headers=headers, json=body).get_json()["auth_url"])
     answer = api.post(CONNECT, headers=headers, json=body)  # the stand-in's proxy has no kernels
     assert answer.status_code == 503, answer.get_json()
-    assert "Jupyter runtime failed (404)" in answer.get_json()["error"]["message"]
+    assert "refused the wheel upload (HTTP 404)" in answer.get_json()["error"]["message"]
     assert ("GET", "/tun/m/unassign/gpu-t4-s-1?authuser=0") in google.colab.requests
     assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
 
@@ -416,7 +416,8 @@ def test_a_colab_worker_comes_back_with_its_keep_alive_after_a_restart(
     nbh = "n" * 44
     google.colab.assignments["gpu-t4-s-9"] = {  # a runtime the service got before it stopped
         "endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU", "nbh": nbh,
-        "token": "old", "expires_at": google.colab.now - 1}
+        "token": "old", "expires_at": google.colab.now - 1, "tokens": {},
+        "since": google.colab.now, "active_at": google.colab.now}
     colab = {"endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU",
              "notebook_hash": nbh, "proxy_url": "http://unused"}
     with first.app_context():
@@ -604,16 +605,19 @@ def test_an_unreachable_google_token_endpoint_is_503_and_keeps_the_sign_in(
     assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
 
 
-def test_the_launch_pins_this_version_unless_a_package_spec_is_given(api: FlaskClient) -> None:
-    from importlib.metadata import version
+def test_the_launch_names_no_public_package_unless_a_package_spec_is_given(
+    api: FlaskClient,
+) -> None:
+    from local_api.remote.connect_request import parse
+    from local_api.remote.launching import launch_parameters
 
-    from local_api.remote.attach import launch_parameters
-
+    body = {"runtime_url": "http://127.0.0.1:8888", "tunnel": "none", "timeout": 120}
+    given = {"runtime_url": "http://gpu-box:8888", "package_spec": "git+https://example.org/cb@v1"}
+    launch, other = parse(body).launch, parse(given).launch  # type: ignore[union-attr]
     with api.application.app_context():
-        params = launch_parameters({"tunnel": "none", "timeout": 120}, "s" * 32,
-                                   "http://127.0.0.1:8888")
-        own = launch_parameters({"package_spec": "git+https://example.org/cb@v1"}, "s" * 32,
-                                "http://gpu-box:8888")
-    assert params["package_spec"] == f"compute-bridge=={version('compute-bridge')}"
+        params = launch_parameters(launch, "s" * 32, "http://127.0.0.1:8888")
+        own = launch_parameters(other, "s" * 32, "http://gpu-box:8888")
+    assert body == {"runtime_url": "http://127.0.0.1:8888", "tunnel": "none", "timeout": 120}
+    assert params["package_spec"] == ""  # the launch uploads this service's own wheel
     assert (params["start_timeout"], params["host"]) == (120.0, "127.0.0.1")
     assert (own["package_spec"], own["host"]) == ("git+https://example.org/cb@v1", "0.0.0.0")

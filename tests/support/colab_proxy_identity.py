@@ -2,7 +2,10 @@
 
 Besides its own token it accepts ``X-Colab-Runtime-Proxy-Token`` (or the websocket's
 ``colab-runtime-proxy-token`` query), asking the control-plane stand-in whose URL is in the
-file named by ``COLAB_STANDIN_FILE`` whether that proxy token is live.
+file named by ``COLAB_STANDIN_FILE`` whether that proxy token is live. As the real proxy, it
+wants ``X-Colab-Client-Agent`` on every proxied request, REST and websocket (the VS Code
+extension, googlecolab/colab-vscode, calls it required), and answers 502 while the stand-in
+says the VM is booting (Google's CLI retries the kernel start on that).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import requests
 from jupyter_server.auth.identity import IdentityProvider
+from tornado import web
 
 HEADER, QUERY = "X-Colab-Runtime-Proxy-Token", "colab-runtime-proxy-token"
 
@@ -23,6 +27,8 @@ def _live(proxy_token: str) -> bool:
         return False
     answer = requests.get(where.read_text().strip() + "/runtime/check",
                           headers={HEADER: proxy_token}, timeout=5)
+    if answer.status_code == 502:
+        raise web.HTTPError(502, "the runtime is booting")
     return answer.status_code == 200
 
 
@@ -32,5 +38,7 @@ class ColabProxyIdentity(IdentityProvider):  # type: ignore[misc]
     def get_token(self, handler: Any) -> str | None:
         proxy = handler.request.headers.get(HEADER) or handler.get_argument(QUERY, "")
         if proxy:
+            if not handler.request.headers.get("X-Colab-Client-Agent"):
+                return ""
             return str(self.token) if _live(proxy) else ""
         return super().get_token(handler)  # type: ignore[no-any-return]

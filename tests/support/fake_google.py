@@ -1,22 +1,24 @@
-"""Loopback stand-ins for Google's OAuth token endpoint, Colab's control plane and Drive uploads."""
+"""Loopback stand-ins for Google's OAuth endpoints and Drive uploads (Colab: fake_colab.py).
+
+OAuth rules are read from google-auth-oauthlib's installed-app flow (InstalledAppFlow), Google's
+OAuth help pages and the Colab CLI's issue threads (googlecolab/google-colab-cli), as
+colab-protocol.md summarises them.
+"""
 
 from __future__ import annotations
 
 import base64
 import email
 import hashlib
-import itertools
 import json
 import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, abort, redirect, request
+from flask import Flask, abort, redirect, request
 from werkzeug.serving import BaseWSGIServer, make_server
-
-XSSI = ")]}'\n"
 
 
 class LoopbackServer:
@@ -63,7 +65,10 @@ class OAuthState:
     tokens: Tokens = field(default_factory=Tokens)
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     refresh_tokens: set[str] = field(default_factory=set)
-    granted_scope: str | None = None  # None grants what was asked
+    grants: dict[str, str] = field(default_factory=dict)  # refresh token -> granted scopes
+    granted_scope: str | None = None  # None grants what was asked (a user may untick scopes)
+    client_type: str = "installed"  # "installed" (Desktop app) or "web"
+    redirect_uris: tuple[str, ...] = ()  # a web client's registered redirect URIs
     expires_in: int = 3600
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -77,6 +82,8 @@ def create_oauth_app(state: OAuthState) -> Flask:
         args = request.args
         if args.get("client_id") != state.client_id or args.get("response_type") != "code":
             abort(400)
+        if not _redirect_allowed(state, args.get("redirect_uri", "")):
+            return {"error": "redirect_uri_mismatch"}, 400  # Google's error page, in short
         code = secrets.token_urlsafe(8)
         state.codes[code] = {
             "challenge": args.get("code_challenge", ""),
@@ -109,14 +116,31 @@ def create_oauth_app(state: OAuthState) -> Flask:
             refresh = secrets.token_urlsafe(12)
             state.refresh_tokens.add(refresh)
             scope = state.granted_scope if state.granted_scope is not None else grant["scope"]
+            state.grants[refresh] = scope
             return _issue(state, scope, refresh)
         if form.get("grant_type") == "refresh_token":
-            if form.get("refresh_token") not in state.refresh_tokens:
-                return {"error": "invalid_grant", "error_description": "Token revoked"}, 400
-            return _issue(state, state.granted_scope or "", None)
+            refresh = form.get("refresh_token", "")
+            if refresh not in state.refresh_tokens:  # revoked, or a test user's 7 days are over
+                return {"error": "invalid_grant",
+                        "error_description": "Token has been expired or revoked."}, 400
+            granted = state.grants.get(refresh)
+            asked = set(form.get("scope", "").split())
+            if granted is not None and not asked <= set(granted.split()):
+                # asking on refresh for a scope the user refused (Colab CLI issue: hourly loop)
+                return {"error": "invalid_scope",
+                        "error_description": "Bad Request"}, 400
+            return _issue(state, granted or state.granted_scope or "", None)
         return {"error": "unsupported_grant_type"}, 400
 
     return app
+
+
+def _redirect_allowed(state: OAuthState, uri: str) -> bool:
+    """A Desktop-app client takes any loopback port; a web client only a registered URI."""
+    if state.client_type == "web":
+        return uri in state.redirect_uris
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 def _issue(state: OAuthState, scope: str, refresh: str | None) -> dict[str, Any]:
@@ -132,140 +156,6 @@ def _issue(state: OAuthState, scope: str, refresh: str | None) -> dict[str, Any]
     if refresh:
         body["refresh_token"] = refresh
     return body
-
-
-@dataclass
-class ColabState:
-    """The control plane's view: assignments, tickets, keep-alives and a clock tests move."""
-
-    tokens: Tokens | None = None  # None: accept any bearer (or none)
-    max_assignments: int = 2
-    token_ttl: int = 3600
-    runtime_url: str | None = None  # proxy URL handed out; default: this server's /runtime/
-    now: float = 1_000_000.0
-    assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tickets: set[str] = field(default_factory=set)
-    keepalives: list[str] = field(default_factory=list)
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    fail_next: list[tuple[int, str]] = field(default_factory=list)  # (status, raw body)
-    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-
-def create_colab_app(state: ColabState) -> Flask:
-    """The documented shapes of /tun/m/* and KeepAliveAssignment, plus a proxied /runtime."""
-    app = Flask("fake_colab")
-
-    def xssi(body: dict[str, Any]) -> Response:
-        return Response(XSSI + json.dumps(body), content_type="application/json")
-
-    def proxy_info(item: dict[str, Any], *, fresh: bool = True) -> dict[str, Any]:
-        if fresh or state.now >= item["expires_at"]:
-            item["token"] = "proxy-" + secrets.token_urlsafe(8)
-            item["expires_at"] = state.now + state.token_ttl
-        base = state.runtime_url or f"{request.host_url}runtime/{item['endpoint']}"
-        left = int(item["expires_at"] - state.now)
-        return {"url": base, "token": item["token"], "tokenExpiresInSeconds": left}
-
-    def public(item: dict[str, Any]) -> dict[str, Any]:
-        return {k: item[k] for k in ("endpoint", "accelerator", "variant")}
-
-    @app.before_request
-    def check() -> Any:
-        state.requests.append((request.method, request.full_path))
-        if state.fail_next:
-            status, raw = state.fail_next.pop(0)
-            return Response(raw, status=status, content_type="application/json")
-        if state.tokens is not None and not request.path.startswith("/runtime/"):
-            state.tokens.check()  # the runtime proxy takes its own token, not Google's
-        if request.path.startswith(("/tun/m/", "/$rpc/")) and (
-            request.headers.get("Accept") != "application/json"
-            or not request.headers.get("X-Goog-Colab-Client-Agent")
-        ):
-            abort(400)
-        if request.path.startswith("/tun/m/") and request.args.get("authuser") != "0":
-            abort(400)
-        return None
-
-    @app.route("/tun/m/assign", methods=["GET", "POST"])
-    def assign() -> Any:
-        nbh, variant, acc = (request.args[k] for k in ("nbh", "variant", "accelerator"))
-        if len(nbh) != 44:
-            abort(400)
-        held = next((a for a in state.assignments.values() if a["nbh"] == nbh), None)
-        if held is not None:
-            return xssi({"endpoint": held["endpoint"], "runtimeProxyInfo": proxy_info(held)})
-        if request.method == "GET":
-            ticket = secrets.token_urlsafe(8)
-            state.tickets.add(ticket)
-            return xssi({"acc": acc, "nbh": nbh, "token": ticket, "variant": variant})
-        if request.headers.get("X-Goog-Colab-Token") not in state.tickets:
-            abort(400)
-        if len(state.assignments) >= state.max_assignments:
-            abort(412)
-        endpoint = f"gpu-{acc.lower()}-s-{next(state.counter)}"
-        item = {"endpoint": endpoint, "accelerator": acc, "variant": variant, "nbh": nbh}
-        state.assignments[endpoint] = item
-        return xssi({**public(item), "runtimeProxyInfo": proxy_info(item)})
-
-    @app.get("/tun/m/assignments")
-    def assignments() -> Any:
-        return xssi(
-            {
-                "assignments": [
-                    {
-                        **public(a),
-                        "machineShape": "STANDARD",
-                        "runtimeProxyInfo": proxy_info(a, fresh=False),
-                    }
-                    for a in state.assignments.values()
-                ]
-            }
-        )
-
-    @app.route("/tun/m/unassign/<endpoint>", methods=["GET", "POST"])
-    def unassign(endpoint: str) -> Any:
-        if endpoint not in state.assignments:
-            abort(404)
-        if request.method == "GET":
-            ticket = secrets.token_urlsafe(8)
-            state.tickets.add(ticket)
-            return xssi({"token": ticket})
-        if request.headers.get("X-Goog-Colab-Token") not in state.tickets:
-            abort(400)
-        del state.assignments[endpoint]
-        return xssi({})
-
-    @app.post("/$rpc/google.internal.colab.v1.RuntimeService/KeepAliveAssignment")
-    def keepalive() -> Any:
-        if request.content_type != "application/json+protobuf":
-            abort(400)
-        (endpoint,) = json.loads(request.get_data())
-        if endpoint not in state.assignments:
-            abort(404)
-        state.keepalives.append(endpoint)
-        return Response("[]", content_type="application/json+protobuf")
-
-    @app.get("/runtime/<endpoint>/api")
-    def runtime_api(endpoint: str) -> Any:
-        item = state.assignments.get(endpoint)
-        if item is None:
-            abort(404)
-        token = request.headers.get("X-Colab-Runtime-Proxy-Token")
-        if token != item["token"] or state.now >= item["expires_at"]:
-            abort(401)
-        return {"version": "2.21.1"}
-
-    @app.get("/runtime/check")
-    def runtime_check() -> Any:
-        """For a runtime standing in behind this proxy: is this proxy token live?"""
-        token = request.headers.get("X-Colab-Runtime-Proxy-Token")
-        live = any(
-            a.get("token") == token and state.now < a["expires_at"]
-            for a in state.assignments.values()
-        )
-        return ({"live": True}, 200) if live else abort(401)
-
-    return app
 
 
 @dataclass

@@ -18,12 +18,11 @@ import requests
 from flask.testing import FlaskClient
 
 from local_api.remote.google_account import GoogleEndpoints
+from tests.support.fake_colab import ColabState, create_colab_app
 from tests.support.fake_google import (
-    ColabState,
     DriveState,
     LoopbackServer,
     OAuthState,
-    create_colab_app,
     create_drive_app,
     create_oauth_app,
 )
@@ -61,8 +60,7 @@ def google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Google]:
             auth_uri=o.url + "/auth",
             token_uri=o.url + "/token",
             colab_url=c.url,
-            keepalive_url=c.url
-            + "/$rpc/google.internal.colab.v1.RuntimeService/KeepAliveAssignment",
+            colab_api_url=c.url,
             drive_root_url=d.url,
             keepalive_interval=3600.0,  # tests call tick() themselves
             clock=lambda: colab.now,

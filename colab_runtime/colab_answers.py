@@ -1,0 +1,91 @@
+"""Reading Colab's control-plane answers as the real service sends them (colab-protocol.md).
+
+Read from Google's Colab CLI (googlecolab/google-colab-cli) and VS Code extension
+(googlecolab/colab-vscode): an XSSI prefix, empty 204 bodies, integer ``variant`` and
+``machineShape`` on the assign POST, an ``outcome`` instead of a runtime, and 503/400 on assign.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.errors import (
+    BackendUnavailable,
+    BridgeError,
+    ColabAcceleratorUnavailable,
+    ColabDenied,
+    ColabNotEntitled,
+    ColabQuotaExceeded,
+)
+
+XSSI_PREFIX = ")]}'\n"
+VARIANTS: dict[str, frozenset[str]] = {
+    "DEFAULT": frozenset({"NONE"}),
+    "GPU": frozenset({"T4", "L4", "G4", "A100", "H100"}),
+    "TPU": frozenset({"V2-8", "V5E1", "V6E1"}),
+}
+VARIANT_NAMES = {0: "DEFAULT", 1: "GPU", 2: "TPU"}  # the POST answer's integers
+_OUTCOMES: dict[str, tuple[type[BridgeError], str]] = {
+    "QUOTA_DENIED_REQUESTED_VARIANTS": (
+        ColabQuotaExceeded, "Colab denies this account the requested accelerator for now "
+        "(QUOTA_DENIED_REQUESTED_VARIANTS): try another accelerator or later"),
+    "QUOTA_EXCEEDED_USAGE_TIME": (
+        ColabQuotaExceeded, "this account used up its Colab usage time (QUOTA_EXCEEDED_USAGE_TIME)"
+        ": wait until Colab grants time again, or use a paid plan"),
+    "DENYLISTED": (ColabDenied, "Colab refuses runtimes to this account (DENYLISTED)"),
+}
+
+
+def assign_refusal(exc: BackendUnavailable, accelerator: str, variant: str) -> BridgeError:
+    """The assign POST's 503 (none free now) and 400 (not entitled), as the extension reads them."""
+    status = exc.details.get("upstream_status")
+    others = sorted(VARIANTS[variant] - {accelerator})
+    if status == 503:
+        return ColabAcceleratorUnavailable(
+            f"Colab has no {accelerator} free right now: try another accelerator "
+            f"({', '.join(others)}) or later", details={"accelerator": accelerator,
+                                                         "alternatives": others})
+    if status == 400:
+        return ColabNotEntitled(
+            f"this Google account is not entitled to a {accelerator} on Colab (a paid plan may "
+            f"be needed): try {', '.join(others) or 'another accelerator'}",
+            details={"accelerator": accelerator, "alternatives": others})
+    return exc
+
+
+def check_outcome(body: dict[str, Any]) -> None:
+    """An assign answer's ``outcome`` (quota, denylisted) is the user's to know, as such."""
+    outcome = body.get("outcome")
+    if outcome in _OUTCOMES:
+        cls, message = _OUTCOMES[outcome]
+        raise cls(message, details={"outcome": outcome})
+
+
+def name_of(value: Any, names: dict[int, str]) -> str:
+    """A field that is a string on the GET and an integer on the POST."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int):
+        return names.get(value, str(value))
+    return str(value)
+
+
+def parse(text: str) -> dict[str, Any]:
+    body = text[len(XSSI_PREFIX):] if text.startswith(XSSI_PREFIX) else text
+    if not body.strip():
+        return {}  # release answers 204 / an empty body
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise BackendUnavailable(f"Colab answered malformed JSON: {body[:80]!r}") from exc
+    if not isinstance(value, dict):
+        raise BackendUnavailable(f"Colab answered JSON that is not an object: {body[:80]!r}")
+    return value
+
+
+def field(body: dict[str, Any], name: str, what: str) -> Any:
+    value = body.get(name)
+    if not value:
+        raise BackendUnavailable(f"Colab answered a {what} without {name!r}")
+    return value

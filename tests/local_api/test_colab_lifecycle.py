@@ -1,0 +1,172 @@
+"""Colab through the API against the strict stand-ins: the loopback sign-in, the refusals the
+real control plane answers, the pre-flight, and a runtime Colab takes back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from bridge.router import Router
+from local_api.remote.workers import Attached, build_backend
+from tests.local_api.test_connect import (
+    CONNECT,
+    SECRET,
+    admin,
+    ask,
+    gpu,  # noqa: F401
+    local,  # noqa: F401
+    rows,
+    worker,  # noqa: F401
+    worker_entry,
+)
+from tests.support.fakes import FakeBackend
+from tests.support.remote import Google, sign_in
+
+
+@pytest.fixture
+def build(make_app: Callable[..., Flask], home: Path, local: FakeBackend, google: Google  # noqa: F811
+          ) -> Callable[..., Flask]:
+    def app(**settings: Any) -> Flask:
+        return make_app({"home": home, **settings}, router=Router(local),
+                        google=google.endpoints)
+
+    return app
+
+
+def signed_in(client: FlaskClient, google: Google, **extra: Any) -> tuple[dict[str, str], dict]:
+    headers = admin(client)
+    body = {"credentials": google.credentials, "tunnel": "none", **extra}
+    sign_in(client, client.post(CONNECT, headers=headers, json=body).get_json()["auth_url"])
+    return headers, body
+
+
+def test_the_redirect_is_loopback_on_the_service_port_whatever_host_was_used(
+    build: Callable[..., Flask], google: Google
+) -> None:
+    client = build(port=5123).test_client()
+    headers = admin(client)
+    body = {"credentials": google.credentials, "tunnel": "none"}
+    answer = client.post(CONNECT, headers=headers, json=body,
+                         base_url="http://my-laptop.local:8080").get_json()
+    assert answer["redirect_uri"] == "http://127.0.0.1:5123/api/v1/system/colab/callback"
+    query = parse_qs(urlsplit(answer["auth_url"]).query)
+    assert query["redirect_uri"] == [answer["redirect_uri"]]
+
+
+def test_an_expired_grant_asks_for_consent_again_and_says_why(
+    build: Callable[..., Flask], google: Google
+) -> None:
+    client = build().test_client()
+    headers, body = signed_in(client, google)
+    google.oauth.tokens.access.clear()
+    google.oauth.refresh_tokens.clear()  # a test user's 7 days are over
+    answer = client.post(CONNECT, headers=headers, json=body).get_json()
+    assert answer["status"] == "authorization_required"
+    assert "invalid_grant" in answer["reason"] and "7 days" in answer["reason"]
+
+
+@pytest.mark.parametrize(("setup", "status", "code", "words"), [
+    ({"outcome": "QUOTA_EXCEEDED_USAGE_TIME"}, 429, "COLAB_QUOTA_EXCEEDED", "usage time"),
+    ({"outcome": "DENYLISTED"}, 403, "COLAB_DENIED", "DENYLISTED"),
+    ({"unavailable": {"T4"}}, 503, "COLAB_ACCELERATOR_UNAVAILABLE", "try another"),
+    ({"not_entitled": {"T4"}}, 403, "COLAB_NOT_ENTITLED", "not entitled"),
+])
+def test_colab_refusals_keep_their_own_codes(
+    build: Callable[..., Flask], google: Google, setup: dict[str, Any], status: int, code: str,
+    words: str, home: Path,
+) -> None:
+    client = build().test_client()
+    headers, body = signed_in(client, google)
+    for key, value in setup.items():
+        setattr(google.colab, key, value)
+    answer = client.post(CONNECT, headers=headers, json=body)
+    error = answer.get_json()["error"]
+    assert (answer.status_code, error["code"]) == (status, code)
+    assert words in error["message"]
+    assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
+
+
+def test_a_failed_pre_flight_releases_the_runtime_and_says_why(
+    build: Callable[..., Flask], google: Google
+) -> None:
+    client = build().test_client()
+    headers, body = signed_in(client, google)
+    google.colab.keepalive_refusal = 403
+    answer = client.post(CONNECT, headers=headers, json=body)
+    assert answer.status_code == 503
+    error = answer.get_json()["error"]
+    assert "first keep-alive" in error["message"] and "released" in error["message"]
+    assert google.colab.assignments == {}
+    assert any("/tun/m/unassign/" in path for _, path in google.colab.requests)
+
+
+def attach_colab_worker(app: Flask, google: Google, worker_url: str) -> None:
+    """A Colab worker attached as a connect leaves it (the launch itself: test_chain.py)."""
+    client = app.test_client()
+    signed_in(client, google)
+    with app.app_context():
+        from local_api.remote import google_account
+
+        credentials = google_account.stored_credentials(1)
+        assert credentials is not None
+        colab_client = google_account.colab_client(credentials)
+        a = colab_client.assign("T4", "GPU")
+        colab = {"endpoint": a.endpoint, "accelerator": "T4", "variant": "GPU",
+                 "notebook_hash": colab_client.notebook_hash, "proxy_url": a.proxy_url,
+                 "fit": a.fit}
+        keeper = google_account.keeper(colab_client, colab, a)
+        backend = build_backend("colab-t4-1", "worker", worker_url, SECRET, 10)
+        app.extensions["remote"].attach(Attached(
+            "colab-t4-1", "worker", worker_url, backend,
+            {"mode": "credentials", "launched": False, "colab": colab}, client=colab_client,
+            keepalive=keeper), SECRET, 1)
+
+
+def test_a_reclaimed_runtime_is_detached_told_and_requests_fall_back(
+    build: Callable[..., Flask], google: Google, worker: Any, home: Path  # noqa: F811
+) -> None:
+    app = build()
+    attach_colab_worker(app, google, worker.url)
+    client = app.test_client()
+    headers = admin(client)
+    assert ask(client, headers)["backend"] == "colab-t4-1"
+    entry = worker_entry(client, headers, "colab-t4-1")
+    assert entry["limits"]["idle_reclaim"] == "PT1H30M"  # the runtime's fit, not a constant
+    assert entry["keepalive"]["state"] == "alive"
+    keeper = app.extensions["remote"].get("colab-t4-1").keepalive
+    google.colab.reclaim("gpu-t4-s-1")  # Colab takes it back server-side
+    keeper.tick()
+    assert keeper.state == "gone"
+    status = client.get("/api/v1/system/status", headers=headers).get_json()
+    assert all(b["name"] != "colab-t4-1" for b in status["backends"])
+    (lost,) = status["lost"]
+    assert lost["worker"] == "colab-t4-1" and "no longer lists" in lost["reason"]
+    assert ask(client, headers)["backend"] == "local"
+    assert rows(home, "SELECT name FROM workers") == []
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'bridge_colab_runtimes_lost_total{reason="reclaimed"} 1.0' in metrics
+
+
+def test_every_google_endpoint_is_a_setting(make_app: Callable[..., Flask], home: Path) -> None:
+    from bridge.config import Settings
+    from local_api.remote import google_account
+
+    env = {"BRIDGE_GOOGLE_AUTH_URI": "http://g/auth", "BRIDGE_GOOGLE_TOKEN_URI": "http://g/token",
+           "BRIDGE_COLAB_URL": "http://c", "BRIDGE_COLAB_API_URL": "http://c-api",
+           "BRIDGE_GOOGLE_DRIVE_URL": "http://d/", "BRIDGE_COLAB_IDLE_LIMIT": "120"}
+    settings = Settings.from_env(env, home=home)
+    assert Settings().colab_url == "https://colab.research.google.com"
+    names = ("google_auth_uri", "google_token_uri", "colab_url", "colab_api_url",
+             "google_drive_url", "colab_idle_limit")
+    app = make_app({"home": home, **{n: getattr(settings, n) for n in names}})
+    with app.app_context():
+        where = google_account.endpoints()
+    assert (where.auth_uri, where.token_uri, where.colab_url, where.colab_api_url,
+            where.drive_root_url, where.idle_limit) == (
+        "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0)

@@ -1,0 +1,194 @@
+"""A loopback stand-in for Colab's control plane, as strict as the real one.
+
+Each rule cites the Google client it was read from (colab-protocol.md):
+CLI = googlecolab/google-colab-cli (mid-2026), EXT = googlecolab/colab-vscode (v0.9).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, abort, request
+
+from tests.support.fake_google import Tokens
+
+XSSI = ")]}'\n"
+OLD_KEEPALIVE = "/$rpc/google.internal.colab.v1.RuntimeService/KeepAliveAssignment"
+VARIANT_NUMBERS = {"DEFAULT": 0, "GPU": 1, "TPU": 2}  # CLI: the POST answers integers
+
+
+@dataclass
+class ColabState:
+    """The control plane's view: assignments, tickets, keep-alives and a clock tests move."""
+
+    tokens: Tokens | None = None  # None: accept any bearer (or none)
+    max_assignments: int = 2
+    token_ttl: int = 3600
+    fit: int = 5400  # CLI/EXT: the POST's `fit`, idle seconds before a reclaim
+    session_cap: int = 12 * 3600  # protocol page: sessions end after at most ~12 h (free)
+    runtime_url: str | None = None  # proxy URL handed out; default: this server's /runtime/
+    now: float = 1_000_000.0
+    assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    browser_runtimes: list[dict[str, Any]] = field(default_factory=list)  # no runtimeProxyInfo
+    tickets: set[str] = field(default_factory=set)
+    keepalives: list[str] = field(default_factory=list)
+    reclaimed: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    fail_next: list[tuple[int, str]] = field(default_factory=list)  # (status, raw body)
+    outcome: str | None = None  # CLI: QUOTA_DENIED_REQUESTED_VARIANTS, ..., DENYLISTED
+    unavailable: set[str] = field(default_factory=set)  # EXT: 503 on assign (none free now)
+    not_entitled: set[str] = field(default_factory=set)  # EXT: 400 on assign
+    keepalive_refusal: int | None = None  # an HTTP status every keep-alive answers
+    booting: int = 0  # CLI: the next N runtime-proxy checks answer 502 (a VM still booting)
+    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def reclaim(self, endpoint: str) -> None:
+        """Take a runtime back, as Colab does server-side."""
+        if self.assignments.pop(endpoint, None) is not None:
+            self.reclaimed.append(endpoint)
+
+    def expire(self) -> None:
+        """Reclaim what sat idle past `fit` or ran past the session cap (CLI: 7-15 min without
+        a working keep-alive; protocol page: 12 h cap)."""
+        for endpoint, item in list(self.assignments.items()):
+            if self.now - item["active_at"] > self.fit or self.now - item["since"] > \
+                    self.session_cap:
+                self.reclaim(endpoint)
+
+
+def create_colab_app(state: ColabState) -> Flask:
+    """/tun/m/* as Google's clients see them, plus a proxied /runtime and its token check."""
+    app = Flask("fake_colab")
+
+    def xssi(body: dict[str, Any]) -> Response:
+        return Response(XSSI + json.dumps(body), content_type="application/json")
+
+    def proxy_info(item: dict[str, Any]) -> dict[str, Any]:
+        # CLI: every assign and list answer mints a fresh proxy token
+        # (an older token stays good until it expires)
+        item["token"] = "proxy-" + secrets.token_urlsafe(8)
+        item["expires_at"] = state.now + state.token_ttl
+        item.setdefault("tokens", {})[item["token"]] = item["expires_at"]
+        base = state.runtime_url or f"{request.host_url}runtime/{item['endpoint']}"
+        return {"url": base, "token": item["token"], "tokenExpiresInSeconds": state.token_ttl}
+
+    def public(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: item[k] for k in ("endpoint", "accelerator", "variant")}
+
+    @app.before_request
+    def check() -> Any:
+        state.requests.append((request.method, request.full_path))
+        state.expire()
+        if request.path.startswith("/runtime/"):
+            return None  # the runtime proxy takes its own token, not Google's
+        if state.fail_next:
+            status, raw = state.fail_next.pop(0)
+            return Response(raw, status=status, content_type="application/json")
+        if request.path == OLD_KEEPALIVE:  # CLI (June 2026): dropped, 403 for ordinary accounts
+            body = {"error": {"code": 403, "status": "PERMISSION_DENIED",
+                              "details": [{"reason": "USER_PROJECT_DENIED"}]}}
+            return Response(json.dumps(body), status=403, content_type="application/json")
+        if state.tokens is not None:
+            state.tokens.check()
+        # CLI and EXT send X-Colab-Client-Agent; the old X-Goog-Colab-Client-Agent is refused
+        if request.headers.get("Accept") != "application/json" or not request.headers.get(
+            "X-Colab-Client-Agent"
+        ) or request.headers.get("X-Goog-Colab-Client-Agent"):
+            abort(400)
+        if request.args.get("authuser") != "0":  # CLI: authuser=0 on every request
+            abort(400)
+        return None
+
+    @app.route("/tun/m/assign", methods=["GET", "POST"])
+    def assign() -> Any:
+        nbh, acc = request.args["nbh"], request.args["accelerator"]
+        variant = request.args.get("variant", "DEFAULT")  # CLI: omitted for DEFAULT
+        if len(nbh) != 44:
+            abort(400)
+        held = next((a for a in state.assignments.values() if a["nbh"] == nbh), None)
+        if held is not None:  # CLI: the GET answers the held assignment, strings
+            return xssi({**public(held), "runtimeProxyInfo": proxy_info(held)})
+        if request.method == "GET":
+            ticket = secrets.token_urlsafe(8)
+            state.tickets.add(ticket)
+            return xssi({"acc": acc, "nbh": nbh, "p": False, "token": ticket, "variant": variant})
+        if request.headers.get("X-Goog-Colab-Token") not in state.tickets:
+            abort(400)
+        if state.outcome:  # CLI: an outcome and no runtime
+            return xssi({"outcome": state.outcome})
+        if acc in state.not_entitled:  # EXT: 400 with an accelerator: not entitled
+            abort(400)
+        if acc in state.unavailable:  # EXT: 503, then it tries other eligible accelerators
+            abort(503)
+        if len(state.assignments) >= state.max_assignments:
+            abort(412)
+        endpoint = f"gpu-{acc.lower()}-s-{next(state.counter)}"
+        item = {"endpoint": endpoint, "accelerator": acc, "variant": variant, "nbh": nbh,
+                "since": state.now, "active_at": state.now}
+        state.assignments[endpoint] = item
+        return xssi({**public(item), "variant": VARIANT_NUMBERS[variant], "machineShape": 0,
+                     "fit": state.fit, "runtimeProxyInfo": proxy_info(item)})
+
+    @app.get("/tun/m/assignments")
+    def assignments() -> Any:
+        listed = [{**public(a), "machineShape": "STANDARD", "runtimeProxyInfo": proxy_info(a)}
+                  for a in state.assignments.values()]
+        return xssi({"assignments": listed + state.browser_runtimes})  # CLI: proxy info missing
+
+    @app.route("/tun/m/unassign/<endpoint>", methods=["GET", "POST"])
+    def unassign(endpoint: str) -> Any:
+        if endpoint not in state.assignments:
+            abort(404)
+        if request.method == "GET":
+            ticket = secrets.token_urlsafe(8)
+            state.tickets.add(ticket)
+            return xssi({"token": ticket})
+        if request.headers.get("X-Goog-Colab-Token") not in state.tickets:
+            abort(400)
+        del state.assignments[endpoint]
+        return Response(status=204)  # CLI: the POST answers 204 / empty
+
+    @app.get("/tun/m/<endpoint>/keep-alive/")
+    def keepalive(endpoint: str) -> Any:
+        if request.headers.get("X-Colab-Tunnel") != "Google":  # CLI: without it, 400
+            abort(400)
+        item = state.assignments.get(endpoint)
+        if item is None:
+            abort(404)
+        if state.keepalive_refusal:
+            abort(state.keepalive_refusal)
+        item["active_at"] = state.now
+        state.keepalives.append(endpoint)
+        return Response(status=200)
+
+    @app.get("/runtime/<endpoint>/api")
+    def runtime_api(endpoint: str) -> Any:
+        item = state.assignments.get(endpoint)
+        if item is None:
+            abort(404)
+        if not request.headers.get("X-Colab-Client-Agent"):  # EXT: required on proxy requests
+            abort(400)
+        token = request.headers.get("X-Colab-Runtime-Proxy-Token", "")
+        if state.now >= item["tokens"].get(token, 0):
+            abort(401)
+        return {"version": "2.21.1"}
+
+    @app.get("/runtime/check")
+    def runtime_check() -> Any:
+        """For a runtime standing in behind this proxy: is this proxy token live?"""
+        if state.booting > 0:  # CLI: a fresh VM answers 502 for a while
+            state.booting -= 1
+            abort(502)
+        token = request.headers.get("X-Colab-Runtime-Proxy-Token")
+        live = next((a for a in state.assignments.values()
+                     if state.now < a["tokens"].get(token, 0)), None)
+        if live is None:
+            abort(401)
+        live["active_at"] = state.now  # traffic through the proxy counts as activity
+        return {"live": True}
+
+    return app
