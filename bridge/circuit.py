@@ -41,6 +41,7 @@ class WorkerState:
     trial: bool = False
     outstanding: int = 0
     last_error: str = ""
+    next_probe: float = 0.0  # clock time of the next periodic probe
 
     def circuit(self, now: float, cooldown: float) -> str:
         """closed, open, or half_open (cooldown over: one trial may pass)."""

@@ -157,9 +157,22 @@ class Router:
             )
             self._thread.start()
 
+    def probe_due(self) -> None:
+        """Probe the workers whose next periodic probe is due; a worker behind a metered
+        tunnel (its backend's ``probe_interval``, e.g. ngrok's free plan) is probed less
+        often than ``probe_interval`` so the tunnel's monthly quota lasts the month."""
+        now = self._clock()
+        with self._lock:
+            due = [w for w in self._workers.values() if now >= w.next_probe]
+            for w in due:
+                every = getattr(w.backend, "probe_interval", None) or 0.0
+                w.next_probe = now + max(self.probe_interval, every)
+        for worker in due:
+            self._probe(worker)
+
     def _probe_loop(self) -> None:
         while not self._stop.is_set():
-            self.probe_all()
+            self.probe_due()
             self._stop.wait(self.probe_interval)
 
     def close(self) -> None:

@@ -25,6 +25,18 @@ from bridge.types import Done, Event, GenerateRequest
 from bridge.urls import split_userinfo
 from bridge.wire import CONTENT_TYPE, WORKER_SERVICE, decode_events, request_to_dict
 
+# ngrok's free plan caps a month at 20,000 HTTP requests and a probe costs 2 (README, "Use a
+# Colab GPU": every 30 s spends the quota in ~3.5 days). Leaving half for real requests over
+# 30 days, probes may spend ~333 requests a day: 2 * 86,400 / 333 ~ 520 s between probes.
+NGROK_PROBE_SECONDS = 520.0
+NGROK_HOSTS = (".ngrok-free.app", ".ngrok-free.dev", ".ngrok.app", ".ngrok.dev", ".ngrok.io")
+
+
+def tunnel_probe_interval(url: str) -> float | None:
+    """Seconds between health probes that a tunnel's quota allows (None: no limit known)."""
+    host = (httpx.URL(url).host or "").lower()
+    return NGROK_PROBE_SECONDS if host.endswith(NGROK_HOSTS) else None
+
 
 class RemoteBackend:
     """A GPU worker reached over HTTP; every call but /health is HMAC-signed."""
@@ -58,9 +70,13 @@ class RemoteBackend:
         # read timeout applies to every read, so a worker silent between tokens is cut off
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         auth = httpx.BasicAuth(*userinfo) if userinfo else None
+        # ngrok's free plan puts an HTML warning page in front of a tunnel unless the request
+        # carries this header (any value); harmless elsewhere (ngrok docs, "Browser warning")
         self._client = httpx.Client(
-            base_url=self.url, transport=transport, timeout=timeout, auth=auth
+            base_url=self.url, transport=transport, timeout=timeout, auth=auth,
+            headers={"ngrok-skip-browser-warning": "1"},
         )
+        self.probe_interval = tunnel_probe_interval(self.url)
         self._raw_paths: dict[str, str] = {}  # signed path per route (worker under a URL prefix)
 
     def __repr__(self) -> str:
