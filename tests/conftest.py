@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.model",
     "tests.support.remote",
     "tests.support.hub_standin",
+    "tests.support.servers",
 ]
