@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from bridge.errors import ValidationError
 from local_api.storage.migrations import migrate
@@ -43,6 +43,17 @@ def create_db_engine(
         url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
         pool_recycle=1800, pool_timeout=30,
     )
+
+
+def serialize(conn: Connection, lock: int) -> None:
+    """Run the rest of this transaction alone among those taking ``lock``: on PostgreSQL a
+    transaction-scoped advisory lock (READ COMMITTED lets two read-then-write transactions
+    interleave); SQLite already runs one writer at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": lock})
+
+
+LOCK_USERS = 7202  # registration: the first account becomes admin, exactly once
 
 
 def init_app(app: Flask) -> None:
