@@ -43,6 +43,10 @@ def serve(args: argparse.Namespace) -> int:
             "text. Use --tls-cert/--tls-key or bind 127.0.0.1.",
             settings.host,
         )
+    if settings.server not in ("gunicorn", "werkzeug"):
+        from local_api.cli.parser import UsageError
+
+        raise UsageError(f"BRIDGE_SERVER must be gunicorn or werkzeug, not {settings.server!r}")
     if settings.server == "gunicorn" and sys.platform != "win32":
         return _serve_gunicorn(settings, scheme)
     if threading.current_thread() is threading.main_thread():

@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,12 +53,12 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
+@contextmanager
+def running_postgres() -> Iterator[str]:
     """A PostgreSQL cluster in a temp dir; yields the admin URL (database ``postgres``)."""
     initdb, postgres = _pg_bin("initdb"), _pg_bin("postgres")
     if not (initdb and postgres):
-        pytest.skip("PostgreSQL is not installed (make servers installs it)")
+        raise FileNotFoundError("PostgreSQL is not installed (make servers installs it)")
     root = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -94,6 +95,15 @@ def _wait_ready(url: str) -> None:
             time.sleep(0.1)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    try:
+        with running_postgres() as url:
+            yield url
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A new, empty database for this test (dropped afterwards, open connections and all)."""
@@ -107,12 +117,12 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
+@contextmanager
+def running_redis() -> Iterator[str]:
     """A redis-server with no persistence on a free port; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (make servers installs it)")
+        raise FileNotFoundError("redis-server is not installed (make servers installs it)")
     root = tempfile.mkdtemp(prefix="bridge-redis-")
     port = free_port()
     process = subprocess.Popen(
@@ -127,6 +137,15 @@ def redis_server() -> Iterator[str]:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    try:
+        with running_redis() as url:
+            yield url
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
