@@ -30,7 +30,8 @@ servers:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
 	else sudo apt-get update -qq && \
-	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; fi
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server || \
+	  echo "PostgreSQL/Redis not installed: their tests will be skipped, saying why"; fi
 
 model: $(STAMP)
 	$(BIN)/bridge models prepare
