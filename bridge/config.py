@@ -40,8 +40,16 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5000
     database_url: str = ""
-    ratelimit_storage_uri: str = "memory://"
-    cache_storage_uri: str = "simple://"
+    redis_url: str = ""  # BRIDGE_REDIS_URL: limits, cache, signing nonces and /ws pushes shared
+    ratelimit_storage_uri: str = ""  # override; else redis_url, else memory://
+    cache_storage_uri: str = ""  # override; else redis_url, else simple://
+    db_pool_size: int = 10  # PostgreSQL connections kept per process (SQLAlchemy QueuePool)
+    db_max_overflow: int = 10  # extra connections opened under load, closed when returned
+    server: str = "gunicorn"  # gunicorn | werkzeug (werkzeug: --reload and tests)
+    workers: int = 1  # gunicorn worker processes (each loads its own local model)
+    threads: int = 32  # threads per worker: concurrent requests and streams
+    graceful_timeout: int = 30  # seconds running streams get to finish on shutdown
+    instance_id: str = ""  # names this instance in lease rows; generated when empty
     tier_limits: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
     anonymous_limit: str = ANONYMOUS_LIMIT
     ratelimit_enabled: bool = True
@@ -85,6 +93,14 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'bridge.db'}"
+
+    @property
+    def ratelimit_storage(self) -> str:
+        return self.ratelimit_storage_uri or self.redis_url or "memory://"
+
+    @property
+    def cache_storage(self) -> str:
+        return self.cache_storage_uri or self.redis_url or "simple://"
 
     @property
     def models_dir(self) -> Path:

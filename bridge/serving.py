@@ -1,8 +1,10 @@
-"""The threaded HTTP server the API and the worker both run on: werkzeug's, with keep-alive."""
+"""HTTP servers: werkzeug's threaded one with keep-alive (the worker, tests, ``--reload``) and
+gunicorn's threaded workers (``bridge serve`` in production)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -38,3 +40,75 @@ def create_server(
     return make_server(
         host, port, app, threaded=True, request_handler=KeepAliveHandler, ssl_context=ssl_context
     )
+
+
+def run_gunicorn(
+    factory: Callable[[], Any],
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    threads: int = 32,
+    graceful_timeout: int = 30,
+    certfile: str = "",
+    keyfile: str = "",
+    on_ready: Callable[[int], None] = lambda _port: None,
+    on_worker_exit: Callable[[Any], None] = lambda _app: None,
+) -> None:
+    """Serve ``factory()`` on gunicorn with threaded workers (``gthread``) until stopped.
+
+    Each worker process builds its own app after the fork (threads, pools and models are not
+    fork-safe). SIGTERM is graceful: workers stop accepting, running requests and streams get
+    ``graceful_timeout`` seconds to finish, then ``on_worker_exit(app)`` runs in each worker.
+    SIGINT (Ctrl-C) stops at once. HTTP/1.1 keep-alive is gunicorn's own. ``on_ready(port)``
+    runs once, when the first worker can answer.
+    """
+    import multiprocessing
+
+    from gunicorn.app.base import BaseApplication
+
+    built: list[Any] = []
+    announced = multiprocessing.get_context("fork").Value("b", 0)  # shared by the workers
+
+    def worker_ready(worker: Any) -> None:
+        """The first worker with its app built says so (the port is bound before any is)."""
+        with announced.get_lock():
+            if not announced.value:
+                announced.value = 1
+                on_ready(int(worker.sockets[0].getsockname()[1]))
+
+    def load() -> Any:
+        built.append(factory())
+        return built[-1]
+
+    options: dict[str, Any] = {
+        "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": graceful_timeout,
+        "keepalive": 5,  # seconds an idle client connection is kept (HTTP/1.1)
+        "timeout": 60,  # a worker silent this long is restarted (its loop, not a request)
+        "certfile": certfile or None,
+        "keyfile": keyfile or None,
+        "control_socket_disable": True,  # gunicorn >= 25 opens one per user by default
+        "post_worker_init": worker_ready,
+        "worker_exit": lambda _server, _worker: _exit_all(built, on_worker_exit),
+        "accesslog": None,  # the app writes its own access log, with credentials masked
+    }
+
+    class _Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in options.items():
+                if name in self.cfg.settings and value is not None:
+                    self.cfg.set(name, value)
+
+        def load(self) -> Any:
+            return load()
+
+    _Application().run()
+
+
+def _exit_all(apps: list[Any], on_worker_exit: Callable[[Any], None]) -> None:
+    for app in apps:
+        on_worker_exit(app)

@@ -36,7 +36,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     from local_api.ollama import routes as ollama
     from local_api.openai import routes as openai
     from local_api.remote import routes as remote
-    from local_api.storage import crypto, db
+    from local_api.storage import crypto, db, shared_state
     from local_api.system import health, metrics
     from local_api.system import status as system
 
@@ -55,6 +55,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     security.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
+    shared_state.init_app(app)
     events.init_app(app)
     crypto.init_app(app)
     identity.init_app(app)
@@ -78,6 +79,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
 def shutdown(app: Flask) -> None:
     """Stop what create_app started: router probes, idle timers, database connections."""
     from local_api.models import downloads
+    from local_api.storage import shared_state
 
     compute = app.extensions.get("compute")
     if compute is not None:
@@ -90,4 +92,6 @@ def shutdown(app: Flask) -> None:
         closer = getattr(compute.local, "close", None)
         if closer is not None and app.extensions["collaborators"].get("local") is None:
             closer()
+    app.extensions["events"].close()
+    shared_state.close(app)
     app.extensions["db"].dispose()

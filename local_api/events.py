@@ -1,7 +1,10 @@
-"""In-process publish/subscribe for WebSocket pushes (model_status, chat_update)."""
+"""Publish/subscribe for WebSocket pushes (model_status, chat_update): in process, or across
+every API instance through a Redis channel when BRIDGE_REDIS_URL is set."""
 
 from __future__ import annotations
 
+import json
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -11,6 +14,8 @@ from typing import Any
 from flask import Flask, current_app
 
 Event = tuple[str, dict[str, Any]]
+CHANNEL = "bridge:events"
+log = logging.getLogger("compute_bridge.events")
 
 
 class EventBus:
@@ -44,9 +49,49 @@ class EventBus:
                 pass
 
 
+    def close(self) -> None:
+        """Nothing to stop in process."""
+
+
+class RedisEventBus(EventBus):
+    """Publishes to a Redis channel; one listener thread per instance hands what arrives
+    (from any instance, this one included) to the local subscribers."""
+
+    def __init__(self, redis_client: Any, maxsize: int = 256) -> None:
+        super().__init__(maxsize)
+        self._redis = redis_client
+        self._pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(CHANNEL)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="events-redis", daemon=True)
+        self._thread.start()
+
+    def publish(self, name: str, data: dict[str, Any], *, user_id: int | None = None) -> None:
+        self._redis.publish(CHANNEL, json.dumps({"name": name, "data": data, "user": user_id}))
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self._pubsub.get_message(timeout=0.5)
+            except Exception:  # a dropped connection: redis-py reconnects on the next call
+                log.warning("events: Redis connection lost; retrying", exc_info=True)
+                self._stop.wait(1.0)
+                continue
+            if message is not None and message.get("type") == "message":
+                event = json.loads(message["data"])
+                super().publish(event["name"], event["data"], user_id=event["user"])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+
+
 def bus() -> EventBus:
     return current_app.extensions["events"]  # type: ignore[no-any-return]
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["events"] = EventBus()
+    """After storage.shared_state.init_app: Redis when it is configured."""
+    shared = app.extensions.get("redis")
+    app.extensions["events"] = EventBus() if shared is None else RedisEventBus(shared)

@@ -67,7 +67,7 @@ def init_app(app: Flask) -> None:
         application_limits_exempt_when=lambda: (
             request.path in EXEMPT_PATHS or request.method == "OPTIONS"
         ),
-        storage_uri=settings.ratelimit_storage_uri,
+        storage_uri=settings.ratelimit_storage,
         headers_enabled=True,
         retry_after="delta-seconds",
         strategy="moving-window",

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.remote",
     "tests.support.hub_standin",
     "tests.support.widgets",
+    "tests.support.servers",
 ]

@@ -99,6 +99,11 @@ class Downloader:
             return next((r.job for r in self._running.values() if r.job.model_id == model_id),
                         None)
 
+    def running_ids(self) -> set[str]:
+        """The ids of the jobs in flight in this process."""
+        with self._lock:
+            return set(self._running)
+
     def submit(self, job: Job) -> None:
         """Resolve and check space now (errors reach the caller), then fetch in a thread."""
         with self._lock:

@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bridge.errors import Unauthorized
-from bridge.signing import SIGNATURE_HEADER, Verifier, path_from_environ
-from local_api.storage import schema
+from bridge.signing import NONCE_HEADER, SIGNATURE_HEADER, Verifier, path_from_environ
+from local_api.storage import schema, shared_state
 from local_api.storage.crypto import box
 from local_api.storage.db import engine
 from local_api.timeutil import utcnow
@@ -79,6 +79,9 @@ def verify() -> dict[str, Any]:
     body = request.get_data(cache=True)
     key_id = verifier.verify(request.method, path_from_environ(request.environ), request.headers,
                              body)
+    # the verifier remembers nonces in this process; Redis makes them once across instances
+    if not shared_state.first_use(str(key_id), request.headers[NONCE_HEADER], 2 * MAX_SKEW):
+        raise Unauthorized("Replayed request (nonce already used)")
     table = schema.api_keys
     with engine().connect() as conn:
         row = conn.execute(select(table).where(table.c.id == key_id)).mappings().first()

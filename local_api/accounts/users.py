@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.errors import Conflict, ValidationError
 from local_api.storage import schema
-from local_api.storage.db import engine
+from local_api.storage.db import LOCK_USERS, engine, serialize
 from local_api.timeutil import utcnow
 
 _hasher = PasswordHasher()
@@ -53,6 +53,7 @@ def create_user(username: str, email: str, password: str, *, role: str | None = 
     password_hash = _hasher.hash(password)
     users = schema.users
     with engine().begin() as conn:
+        serialize(conn, LOCK_USERS)
         taken = conn.execute(
             select(users.c.username_key, users.c.email).where(
                 (users.c.username_key == key) | (func.lower(users.c.email) == email.lower())

@@ -23,14 +23,14 @@ from local_api.cli.parser import (
 
 
 def build_parser() -> Parser:
-    from local_api.cli import admin, chat, connect, credentials, models, server
+    from local_api.cli import admin, chat, connect, credentials, database, models, server
 
     parser = Parser(
         prog="bridge",
         description="Compute Bridge: one LLM API, on a GPU worker or this machine.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (server, credentials, chat, models, admin, connect):
+    for module in (server, credentials, chat, models, admin, connect, database):
         module.register(sub)
     return parser
 

@@ -6,11 +6,12 @@ import argparse
 import logging
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
 from bridge.config import WORKER_SECRET_ENV, Settings, WorkerSettings
-from bridge.serving import create_server
+from bridge.serving import create_server, run_gunicorn
 from bridge.urls import is_loopback
 
 log = logging.getLogger("compute_bridge.cli")
@@ -24,7 +25,8 @@ def serve(args: argparse.Namespace) -> int:
     from local_api import create_app, shutdown
 
     settings = Settings.from_env(
-        host=args.host, port=args.port, home=args.home, tls_cert=args.tls_cert, tls_key=args.tls_key
+        host=args.host, port=args.port, home=args.home, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, server=args.server, workers=args.workers, threads=args.threads,
     )
     ssl_context = None
     scheme = "http"
@@ -41,6 +43,12 @@ def serve(args: argparse.Namespace) -> int:
             "text. Use --tls-cert/--tls-key or bind 127.0.0.1.",
             settings.host,
         )
+    if settings.server not in ("gunicorn", "werkzeug"):
+        from local_api.cli.parser import UsageError
+
+        raise UsageError(f"BRIDGE_SERVER must be gunicorn or werkzeug, not {settings.server!r}")
+    if settings.server == "gunicorn" and sys.platform != "win32":
+        return _serve_gunicorn(settings, scheme)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)  # `kill` stops it as cleanly as Ctrl-C
     app = create_app(settings)
@@ -56,6 +64,30 @@ def serve(args: argparse.Namespace) -> int:
             server.server_close()
     finally:
         shutdown(app)
+    return 0
+
+
+def _serve_gunicorn(settings: Settings, scheme: str) -> int:
+    """gunicorn, threaded workers; each worker builds its app, shut down as it exits."""
+    from local_api import create_app, shutdown
+    from local_api.cli.parser import UsageError
+
+    if settings.workers < 1 or settings.threads < 1:
+        raise UsageError("--workers and --threads must be at least 1")
+    if settings.workers > 1 and not settings.redis_url:
+        log.warning("WARNING: %d workers without BRIDGE_REDIS_URL count rate limits, cache "
+                    "answers and signing nonces in each worker alone", settings.workers)
+
+    def ready(port: int) -> None:
+        print(f"Compute Bridge listening on {scheme}://{settings.host}:{port}", flush=True)
+        print(f"Data directory: {settings.home}", flush=True)
+
+    run_gunicorn(
+        lambda: create_app(settings), host=settings.host, port=settings.port,
+        workers=settings.workers, threads=settings.threads,
+        graceful_timeout=settings.graceful_timeout, certfile=settings.tls_cert,
+        keyfile=settings.tls_key, on_ready=ready, on_worker_exit=shutdown,
+    )
     return 0
 
 
@@ -117,6 +149,15 @@ def register(sub: Any) -> None:
     p.add_argument("--home", help="data directory (env BRIDGE_HOME)")
     p.add_argument("--tls-cert", help="certificate file for HTTPS (env BRIDGE_TLS_CERT)")
     p.add_argument("--tls-key", help="private key file for HTTPS (env BRIDGE_TLS_KEY)")
+    p.add_argument("--server", choices=("gunicorn", "werkzeug"),
+                   help="gunicorn (default, threaded workers) or werkzeug's development server "
+                   "(env BRIDGE_SERVER)")
+    p.add_argument("--workers", type=int,
+                   help="gunicorn worker processes (default 1, env BRIDGE_WORKERS; each loads "
+                   "its own local model; more than 1 wants BRIDGE_REDIS_URL)")
+    p.add_argument("--threads", type=int,
+                   help="threads per worker: concurrent requests and streams (default 32, "
+                   "env BRIDGE_THREADS)")
     p.set_defaults(func=serve, log=True)
 
     from bridge.models.store import QUANTIZATIONS

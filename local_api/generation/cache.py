@@ -66,6 +66,6 @@ def _cache() -> Cache:
 
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
-    cache = Cache(config=_cache_config(settings.cache_storage_uri))
+    cache = Cache(config=_cache_config(settings.cache_storage))
     cache.init_app(app)
     app.extensions["answer_cache"] = cache

@@ -44,6 +44,7 @@ from local_api.accounts.identity import Identity, current_identity, login_requir
 from local_api.docs import spec
 from local_api.events import EventBus
 from local_api.generation.compute import compute
+from local_api.models import download_leases as leases
 from local_api.storage import crypto, schema
 from local_api.storage.crypto import SecretBox
 from local_api.storage.db import engine
@@ -112,10 +113,10 @@ def describe(job: Job) -> dict[str, Any]:
     return answer
 
 
-def _save(db: Engine, events: EventBus, box: SecretBox, job: Job) -> None:
-    """Upsert the job's row and plan (URL secrets sealed), then push a model_status event."""
+def _save(db: Engine, events: EventBus, box: SecretBox, owner: str, job: Job) -> None:
+    """Upsert the job's row, lease and plan (URL secrets sealed), then push model_status."""
     now, jobs, plans = utcnow(), schema.download_jobs, schema.download_plans
-    values = {
+    values = {**leases.lease_values(owner, job.status),
         "model_id": job.model_id, "source": job.source.kind, "location": job.source.display(),
         "user_id": job.user_id, "status": job.status, "bytes_done": job.bytes_done,
         "bytes_total": job.bytes_total, "speed_bps": job.speed_bps, "sha256": job.source.sha256,
@@ -287,17 +288,25 @@ def _init(state: BlueprintSetupState) -> None:
     settings, db = app.config["SETTINGS"], app.extensions["db"]
     c = app.extensions["compute"]
     box = app.extensions["secret_box"]  # captured: jobs save from their own threads
-    save = functools.partial(_save, db, app.extensions["events"], box)
+    owner = leases.owner_id(settings)
+    save = functools.partial(_save, db, app.extensions["events"], box, owner)
     loader = Downloader(c.store, save, hf_endpoint=settings.hf_endpoint or None,
                         timeout=settings.download_timeout, retries=settings.download_retries,
                         stop=c.stop)
     app.extensions["downloads"] = loader
-    with db.connect() as conn:
-        rows = conn.execute(_query().where(schema.download_jobs.c.status.in_(ACTIVE)))
-        jobs = [_job(r, box) for r in rows.mappings().all()]
+    def active() -> list[Job]:
+        with db.connect() as conn:
+            rows = conn.execute(_query().where(schema.download_jobs.c.status.in_(ACTIVE)))
+            return [_job(r, box) for r in rows.mappings().all()]
+
+    jobs = active()
     loader.clean_orphans({j.id for j in jobs})
-    for job in jobs:
-        loader.resume(job)
+    for job in jobs:  # ours from a previous run, or lapsed: another instance's stay its own
+        if leases.claim(db, job.id, owner):
+            loader.resume(job)
+    keeper = leases.LeaseKeeper(db, owner, loader.running_ids, active, loader.resume)
+    app.extensions["download_leases"] = keeper
+    keeper.start()
 
 
 bp.record_once(_init)
@@ -305,6 +314,9 @@ bp.record_once(_init)
 
 def close(app: Flask, timeout: float = 10.0) -> None:
     """Stop the app's downloads as a shutdown does (their partial files stay for resume)."""
+    keeper = app.extensions.get("download_leases")
+    if keeper is not None:
+        keeper.close()
     loader = app.extensions.get("downloads")
     if loader is not None:
         loader.close(timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, inspect, select, text
 
 from local_api.storage import schema
 from local_api.timeutil import utcnow
@@ -17,6 +17,20 @@ def _create(*tables: object) -> Callable[[Connection], None]:
         schema.metadata.create_all(conn, tables=list(tables))  # type: ignore[arg-type]
 
     return run
+
+
+def _download_leases(conn: Connection) -> None:
+    """Byte counts past 2 GiB on PostgreSQL (its INTEGER is 32-bit; SQLite's is 64) and the
+    lease of the instance that runs each download job."""
+    if conn.dialect.name == "postgresql":
+        for name in ("bytes_done", "bytes_total", "speed_bps"):
+            conn.execute(text(f"ALTER TABLE download_jobs ALTER COLUMN {name} TYPE BIGINT"))
+    have = {c["name"] for c in inspect(conn).get_columns("download_jobs")}
+    for name in ("claimed_by", "lease_expires_at"):  # a database made at version 7+ has them
+        if name not in have:
+            column = schema.download_jobs.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE download_jobs ADD COLUMN {name} {kind}"))
 
 
 MIGRATIONS: list[Migration] = [
@@ -36,6 +50,7 @@ MIGRATIONS: list[Migration] = [
     (4, "attached workers, Google accounts", _create(schema.workers, schema.google_accounts)),
     (5, "download plans (resume after restart)", _create(schema.download_plans)),
     (6, "request signing keys of API keys", _create(schema.api_key_signing)),
+    (7, "download job leases, 64-bit byte counts", _download_leases),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -50,7 +65,12 @@ def current_version(conn: Connection) -> int:
 
 
 def migrate(conn: Connection) -> int:
-    """Apply every migration newer than the database; returns the resulting version."""
+    """Apply every migration newer than the database; returns the resulting version.
+
+    On PostgreSQL a transaction-scoped advisory lock makes instances that start together
+    migrate one after the other (the second finds the work done)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7201)"))
     version = current_version(conn)
     for number, note, step in MIGRATIONS:
         if number > version:

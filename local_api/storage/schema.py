@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -126,14 +127,16 @@ download_jobs = Table(
     Column("location", Text, nullable=False),  # repo id, URL or local path
     Column("user_id", Integer, ForeignKey("users.id", ondelete="SET NULL")),
     Column("status", String(16), nullable=False),  # queued|downloading|completed|failed|cancelled
-    Column("bytes_done", Integer, nullable=False, default=0),
-    Column("bytes_total", Integer),
-    Column("speed_bps", Integer),
+    Column("bytes_done", BigInteger, nullable=False, default=0),
+    Column("bytes_total", BigInteger),
+    Column("speed_bps", BigInteger),
     Column("sha256", String(64)),
     Column("error_type", String(32)),
     Column("error_message", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", String(64)),  # the instance running it (download lease)
+    Column("lease_expires_at", DateTime(timezone=True)),  # another instance takes over after
 )
 
 download_plans = Table(  # what a download job needs to resume: the request and its file plan

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
 import threading
 import time
@@ -14,7 +12,7 @@ import httpx
 
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.models.store import ModelStore
-from tests.support.live_process import serve
+from tests.support.live_process import kill_all, serve
 
 PASSWORD = "correct horse"
 
@@ -96,8 +94,7 @@ def test_kill_9_mid_burst_keeps_every_acknowledged_write(
         deadline = time.monotonic() + 120
         while not burst.enough() and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)  # mid-burst: every writer has a request going
-        process.wait(timeout=10)
+        kill_all(process)  # mid-burst: every writer has a request going
         for thread in burst.threads:
             thread.join(timeout=60)
     assert burst.enough(), (len(burst.users), len(burst.keys), burst.preference[-1:],

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from local_api.storage import schema
 from tests.support.app import Auth
+
+# on SQLite and on a real PostgreSQL (tests/support/servers.py)
+pytestmark = pytest.mark.usefixtures("database_url")
 
 
 def test_key_lifecycle(app, client: FlaskClient, auth: Auth) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,9 @@ from sqlalchemy import func, select
 from local_api.storage import schema
 from tests.support.app import Auth
 
+# on SQLite and on a real PostgreSQL (tests/support/servers.py)
+pytestmark = pytest.mark.usefixtures("database_url")
+
 
 def user_count(app) -> int:  # type: ignore[no-untyped-def]
     with app.extensions["db"].connect() as conn:

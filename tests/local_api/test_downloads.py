@@ -33,6 +33,9 @@ from tests.support.app import Auth, LiveServer
 from tests.support.fakes import LocalFake
 from tests.support.hub_standin import HubStandin
 
+# on SQLite and on a real PostgreSQL (tests/support/servers.py)
+pytestmark = pytest.mark.usefixtures("database_url")
+
 API = "/api/v1/models"
 DONE = ("completed", "failed", "cancelled")
 

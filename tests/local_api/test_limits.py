@@ -6,10 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support.app import Auth, LiveServer
+
+# on SQLite and on a real PostgreSQL (tests/support/servers.py)
+pytestmark = pytest.mark.usefixtures("database_url")
 
 
 def make(make_app: Callable[..., Flask], home: Path, **limits: str) -> FlaskClient:

@@ -6,9 +6,7 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +17,9 @@ from flask.testing import FlaskClient
 from bridge.signing import sign
 from local_api.accounts.request_signing import derive
 from tests.support.app import Auth, LiveServer
+
+# on SQLite and on a real PostgreSQL (tests/support/servers.py)
+pytestmark = pytest.mark.usefixtures("database_url")
 
 API = "/api/v1"
 
@@ -138,13 +139,19 @@ def test_a_new_key_signs_at_once_and_both_schemes_at_once_are_refused(
     assert response.status_code == 401 and "not both" in response.get_json()["error"]["message"]
 
 
-def test_a_copy_of_the_database_is_not_enough_to_sign(client: FlaskClient, key: dict[str, Any],
-                                                      home: Path) -> None:
-    with sqlite3.connect(home / "bridge.db") as raw:
-        stored_hash = raw.execute("SELECT secret_hash FROM api_keys WHERE id = ?",
-                                  (key["id"],)).fetchone()[0]
-        sealed = raw.execute("SELECT secret_enc FROM api_key_signing WHERE key_id = ?",
-                             (key["id"],)).fetchone()[0]
+def _pg(conn: Any) -> bool:
+    return bool(conn.dialect.name == "postgresql")
+
+
+def test_a_copy_of_the_database_is_not_enough_to_sign(app: Flask, client: FlaskClient,
+                                                      key: dict[str, Any]) -> None:
+    with app.extensions["db"].connect() as raw:  # what a copy of the database holds
+        stored_hash = raw.exec_driver_sql(
+            "SELECT secret_hash FROM api_keys WHERE id = %s" if _pg(raw) else
+            "SELECT secret_hash FROM api_keys WHERE id = ?", (key["id"],)).scalar_one()
+        sealed = raw.exec_driver_sql(
+            "SELECT secret_enc FROM api_key_signing WHERE key_id = %s" if _pg(raw) else
+            "SELECT secret_enc FROM api_key_signing WHERE key_id = ?", (key["id"],)).scalar_one()
     assert derive(key["key"]) not in sealed and key["key"] not in sealed
     path = f"{API}/auth/session"
     forged = sign(stored_hash, "GET", path, key_id=key["id"])

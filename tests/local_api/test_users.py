@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 
 from tests.support.app import Auth
+
+# on SQLite and on a real PostgreSQL (tests/support/servers.py)
+pytestmark = pytest.mark.usefixtures("database_url")
 
 
 def test_profile_and_preferences_roundtrip(client: FlaskClient, auth: Auth) -> None:

@@ -22,9 +22,16 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+def _shared_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Where a module asks for ``database_url`` (``usefixtures``), its apps use it."""
+    if "database_url" in request.fixturenames:
+        return {"database_url": request.getfixturevalue("database_url")}
+    return {}
+
+
 @pytest.fixture
-def app_config(home: Path) -> dict[str, Any]:
-    return {"home": home, "prepare_model": False}
+def app_config(home: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {"home": home, "prepare_model": False, **_shared_config(request)}
 
 
 @pytest.fixture
@@ -36,12 +43,14 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def make_app() -> Iterator[Callable[..., Flask]]:
+def make_app(request: pytest.FixtureRequest) -> Iterator[Callable[..., Flask]]:
     """Build extra apps inside a test; each is shut down (threads, connections) at the end."""
     made: list[Flask] = []
+    shared = _shared_config(request)
 
     def build(config: dict[str, Any] | None = None, **collaborators: Any) -> Flask:
-        application = create_app({"prepare_model": False, **(config or {})}, **collaborators)
+        merged = {"prepare_model": False, **shared, **(config or {})}
+        application = create_app(merged, **collaborators)
         made.append(application)
         return application
 

@@ -1,4 +1,7 @@
-"""The real service as a process (`bridge serve`, free loopback port) for crash and TLS tests."""
+"""The real service as a process (`bridge serve`, free loopback port) for crash and TLS tests.
+
+It runs in its own process group: gunicorn's master and workers are killed together
+(``kill_all``), as a crash or the OOM killer of a container would."""
 
 from __future__ import annotations
 
@@ -13,6 +16,15 @@ from pathlib import Path
 BRIDGE = str(Path(sys.executable).with_name("bridge"))
 
 
+def kill_all(process: subprocess.Popen[str]) -> None:
+    """SIGKILL to the server and its workers at once."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
 @contextmanager
 def serve(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[
         tuple[subprocess.Popen[str], str]]:
@@ -23,7 +35,7 @@ def serve(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator
     log = log_path.open("a")
     process = subprocess.Popen(
         [BRIDGE, "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=log, text=True,
-        env=variables,
+        env=variables, start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -37,8 +49,7 @@ def serve(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+                kill_all(process)
         if process.stdout is not None:
             process.stdout.close()
         log.close()
