@@ -15,24 +15,17 @@ queries are stored sealed with the app's SecretBox, never in clear.
 from __future__ import annotations
 
 import functools
-import math
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app
 from flask.blueprints import BlueprintSetupState
-from sqlalchemy import Engine, insert, select, update
 
 from bridge.downloads.jobs import (
     ACTIVE,
     Job,
     human_rate,
     new_job_id,
-    plan_from_stored,
-    source_from_stored,
-    stored_plan,
-    stored_request,
 )
 from bridge.downloads.manager import Downloader, is_stored
 from bridge.downloads.policy import check_public, check_user_request
@@ -42,13 +35,12 @@ from bridge.errors import Conflict, Forbidden, ModelNotFound, NotFound, Validati
 from local_api.accounts import audit
 from local_api.accounts.identity import Identity, current_identity, login_required
 from local_api.docs import spec
-from local_api.events import EventBus
 from local_api.generation.compute import compute
 from local_api.models import download_leases as leases
+from local_api.models import job_store
 from local_api.storage import crypto, schema
-from local_api.storage.crypto import SecretBox
 from local_api.storage.db import engine
-from local_api.timeutil import duration, iso, utcnow
+from local_api.timeutil import duration, iso
 from local_api.validation import int_arg, json_body, obj
 
 bp = Blueprint("downloads", __name__, url_prefix="/models")
@@ -84,96 +76,16 @@ def downloader() -> Downloader:
     return current_app.extensions["downloads"]  # type: ignore[no-any-return]
 
 
-# FT shows eta and speed as strings ("PT10M", "50MB/s"), never null; ISO 8601 has no
-# duration for "not known yet", so eta says so in words and eta_seconds is null.
-ETA_UNKNOWN = "unknown"
-
-
-def describe(job: Job) -> dict[str, Any]:
-    """FT's status/progress/eta/speed, plus bytes, the source and any error."""
-    eta = job.eta_seconds
-    plan_revision = job.plan.revision if job.plan else None
-    answer: dict[str, Any] = {
-        "model_id": job.model_id,
-        "job_id": job.id,
-        "status": job.status,
-        "progress": job.progress,
-        "eta": duration(math.ceil(eta)) if eta is not None else ETA_UNKNOWN,
-        "eta_seconds": math.ceil(eta) if eta is not None else None,
-        "speed": human_rate(job.speed_bps),
-        "speed_bps": job.speed_bps,
-        "bytes_done": job.bytes_done,
-        "bytes_total": job.bytes_total,
-        "source": {"kind": job.source.kind, "location": job.source.display(),
-                   "revision": plan_revision or job.source.revision},
-    }
-    if job.status == "failed":
-        answer["error"] = {"code": "DOWNLOAD_FAILED", "error_type": job.error_type,
-                           "message": job.error_message}
-    return answer
-
-
-def _save(db: Engine, events: EventBus, box: SecretBox, owner: str, job: Job) -> None:
-    """Upsert the job's row, lease and plan (URL secrets sealed), then push model_status."""
-    now, jobs, plans = utcnow(), schema.download_jobs, schema.download_plans
-    values = {**leases.lease_values(owner, job.status),
-        "model_id": job.model_id, "source": job.source.kind, "location": job.source.display(),
-        "user_id": job.user_id, "status": job.status, "bytes_done": job.bytes_done,
-        "bytes_total": job.bytes_total, "speed_bps": job.speed_bps, "sha256": job.source.sha256,
-        "error_type": job.error_type, "error_message": job.error_message, "updated_at": now,
-    }
-    plan = {"request": stored_request(job.source, box.encrypt),
-            "plan": stored_plan(job.plan, box.encrypt) if job.plan else None}
-    with db.begin() as conn:
-        if conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values)).rowcount:
-            conn.execute(update(plans).where(plans.c.job_id == job.id).values(**plan))
-        else:
-            conn.execute(insert(jobs).values(id=job.id, created_at=now, **values))
-            conn.execute(insert(plans).values(job_id=job.id, **plan))
-    events.publish("model_status", {
-        "model_id": job.model_id, "status": job.status, "progress": job.progress,
-        "job_id": job.id, "bytes_done": job.bytes_done, "bytes_total": job.bytes_total,
-        "speed": human_rate(job.speed_bps), "error_type": job.error_type,
-    })
-
-
-def _job(row: Any, box: SecretBox) -> Job:
-    plan = row["plan"]
-    return Job(row["id"], row["model_id"], source_from_stored(row["request"], box.decrypt),
-               row["user_id"], row["status"], row["bytes_done"], row["bytes_total"],
-               row["speed_bps"], row["error_type"], row["error_message"],
-               plan_from_stored(plan, box.decrypt) if plan else None)
-
-
-def _query() -> Any:
-    jobs, plans = schema.download_jobs, schema.download_plans
-    return select(jobs, plans.c.request, plans.c.plan).join(plans, plans.c.job_id == jobs.c.id)
-
-
 def latest(model_id: str) -> Job | None:
     """The newest job for ``model_id`` (live numbers when it runs in this process)."""
     live = downloader().running(model_id)
     if live is not None:
         return live
     jobs = schema.download_jobs
-    query = _query().where(jobs.c.model_id == model_id).order_by(jobs.c.created_at.desc())
+    query = job_store.query().where(jobs.c.model_id == model_id).order_by(jobs.c.created_at.desc())
     with engine().connect() as conn:
         row = conn.execute(query.limit(1)).mappings().first()
-    return _job(row, crypto.box()) if row else None
-
-
-def last_completed(model_id: str) -> tuple[int | None, datetime] | None:
-    """Who started the newest completed download of ``model_id``, and when it finished."""
-    jobs = schema.download_jobs
-    query = (select(jobs.c.user_id, jobs.c.updated_at)
-             .where(jobs.c.model_id == model_id, jobs.c.status == "completed")
-             .order_by(jobs.c.created_at.desc()).limit(1))
-    with engine().connect() as conn:
-        row = conn.execute(query).first()
-    if row is None:
-        return None
-    finished = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-    return row.user_id, finished
+    return job_store.job_from_row(row, crypto.box()) if row else None
 
 
 @bp.post("/download")
@@ -184,7 +96,7 @@ def start() -> tuple[dict[str, Any], int]:
     body = json_body(DOWNLOAD)
     who = current_identity()
     assert who is not None
-    return describe(submit(who, body.get("model_id") or _derived_id(body), body)), 202
+    return job_store.describe(submit(who, body.get("model_id") or _derived_id(body), body)), 202
 
 
 def submit(who: Identity, model_id: str, body: dict[str, Any]) -> Job:
@@ -231,9 +143,9 @@ def status(model_id: str) -> dict[str, Any]:
     store = compute().store
     job = latest(model_id)
     if job is not None and not (job.status == "completed" and not store.is_complete(model_id)):
-        return describe(job)
-    blank = {"model_id": model_id, "job_id": None, "eta": ETA_UNKNOWN, "eta_seconds": None,
-             "speed": human_rate(None), "speed_bps": None, "source": None}
+        return job_store.describe(job)
+    blank = {"model_id": model_id, "job_id": None, "eta": job_store.ETA_UNKNOWN,
+             "eta_seconds": None, "speed": human_rate(None), "speed_bps": None, "source": None}
     if store.is_complete(model_id):
         size = store.get(model_id).bytes
         return {**blank, "status": "ready", "progress": 1.0, "eta": duration(0),
@@ -262,7 +174,7 @@ def cancel(model_id: str) -> dict[str, Any]:
         job.status, job.speed_bps = "cancelled", None
         downloader().save(job)
     audit.record("model_download_cancel", model_id=model_id, job_id=job.id)
-    return describe(latest(model_id) or job)
+    return job_store.describe(latest(model_id) or job)
 
 
 @bp.get("/downloads")
@@ -272,13 +184,14 @@ def list_jobs() -> dict[str, Any]:
     who = current_identity()
     assert who is not None
     jobs = schema.download_jobs
-    query = _query().order_by(jobs.c.created_at.desc()).limit(int_arg("limit", 50, 1, 500))
+    query = job_store.query().order_by(jobs.c.created_at.desc()).limit(int_arg("limit", 50, 1, 500))
     if not who.is_admin:
         query = query.where(jobs.c.user_id == who.user_id)
     with engine().connect() as conn:
         rows = conn.execute(query).mappings().all()
     box = crypto.box()
-    return {"downloads": [{**describe(_job(r, box)), "created_at": iso(r["created_at"]),
+    return {"downloads": [{**job_store.describe(job_store.job_from_row(r, box)),
+                           "created_at": iso(r["created_at"]),
                            "updated_at": iso(r["updated_at"])} for r in rows]}
 
 
@@ -289,15 +202,15 @@ def _init(state: BlueprintSetupState) -> None:
     c = app.extensions["compute"]
     box = app.extensions["secret_box"]  # captured: jobs save from their own threads
     owner = leases.owner_id(settings)
-    save = functools.partial(_save, db, app.extensions["events"], box, owner)
+    save = functools.partial(job_store.save, db, app.extensions["events"], box, owner)
     loader = Downloader(c.store, save, hf_endpoint=settings.hf_endpoint or None,
                         timeout=settings.download_timeout, retries=settings.download_retries,
                         stop=c.stop)
     app.extensions["downloads"] = loader
     def active() -> list[Job]:
         with db.connect() as conn:
-            rows = conn.execute(_query().where(schema.download_jobs.c.status.in_(ACTIVE)))
-            return [_job(r, box) for r in rows.mappings().all()]
+            rows = conn.execute(job_store.query().where(schema.download_jobs.c.status.in_(ACTIVE)))
+            return [job_store.job_from_row(r, box) for r in rows.mappings().all()]
 
     jobs = active()
     loader.clean_orphans({j.id for j in jobs})

@@ -17,7 +17,7 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.events import bus
 from local_api.generation.compute import compute
-from local_api.models import downloads
+from local_api.models import downloads, job_store
 from local_api.validation import json_body, obj
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -93,7 +93,7 @@ def _removing() -> tuple[threading.Lock, set[str]]:
 
 def _downloaded_this_copy(info: ModelInfo, user_id: int) -> bool:
     """True when ``user_id`` started the newest completed download and it made these files."""
-    last = downloads.last_completed(info.id)
+    last = job_store.last_completed(info.id)
     if last is None or last[0] != user_id or info.path is None:
         return False
     try:  # a copy stored after that download (converted, imported) is not theirs

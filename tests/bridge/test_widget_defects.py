@@ -23,6 +23,16 @@ from tests.support.fakes import FakeBackend, LocalFake
 from tests.support.hub_standin import HubStandin
 from tests.support.widgets import SECRET, until, user
 
+
+@pytest.fixture
+def fake(widget_fake: LocalFake) -> LocalFake:
+    return widget_fake
+
+
+@pytest.fixture
+def app(widget_app: Flask) -> Flask:
+    return widget_app
+
 COLOUR = re.compile(r"(?:background|[^-]color)\s*:\s*([^;'\"]+)")
 
 

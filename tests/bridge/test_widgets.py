@@ -11,6 +11,7 @@ import os
 import re
 import threading
 
+import pytest
 from flask import Flask
 
 from bridge import Client
@@ -23,6 +24,16 @@ from tests.support.fakes import FakeBackend, LocalFake
 from tests.support.hub_standin import HubStandin
 from tests.support.remote import Google
 from tests.support.widgets import PASSWORD, SECRET, until, user
+
+
+@pytest.fixture
+def fake(widget_fake: LocalFake) -> LocalFake:
+    return widget_fake
+
+
+@pytest.fixture
+def app(widget_app: Flask) -> Flask:
+    return widget_app
 
 
 def bubbles(chat: ChatWidget) -> list[str]:

@@ -3,7 +3,7 @@ real control plane answers, the pre-flight, and a runtime Colab takes back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -12,21 +12,41 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bridge.config import DEFAULT_MODEL_ID
 from bridge.router import Router
+from colab_runtime.worker import WorkerServer, create_worker_app
 from local_api.remote.workers import Attached, build_backend
-from tests.local_api.test_connect import (
+from tests.support.connect import (
     CONNECT,
+    RUNTIME,
     SECRET,
+    WORKER_ANSWER,
     admin,
     ask,
-    gpu,  # noqa: F401
-    local,  # noqa: F401
     rows,
-    worker,  # noqa: F401
     worker_entry,
 )
 from tests.support.fakes import FakeBackend
 from tests.support.remote import Google, sign_in
+
+
+@pytest.fixture
+def gpu() -> Iterator[FakeBackend]:
+    backend = FakeBackend("gpu", default=WORKER_ANSWER, models=[DEFAULT_MODEL_ID])
+    yield backend
+    backend.release()
+
+
+@pytest.fixture
+def worker(gpu: FakeBackend) -> Iterator[WorkerServer]:
+    server = WorkerServer(create_worker_app(gpu, SECRET, runtime_info=RUNTIME)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def local() -> FakeBackend:
+    return FakeBackend("local", default="Paris, answered locally.")
 
 
 @pytest.fixture

@@ -13,20 +13,24 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
 
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.router import Router
 from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.support.app import Auth, LiveServer
+from tests.support.connect import (
+    CONNECT,
+    RUNTIME,
+    SECRET,
+    WORKER_ANSWER,
+    admin,
+    ask,
+    execute,
+    rows,
+    worker_entry,
+)
 from tests.support.fakes import FakeBackend
 from tests.support.remote import Google, sign_in
-
-SECRET = "a-worker-secret-of-some-length"
-RUNTIME = {"type": "colab", "device": "cuda", "gpu": "Tesla T4",
-           "memory": {"gpu_total_mb": 15360, "host_total_mb": 13000}}
-CONNECT = "/api/v1/system/colab/connect"
-WORKER_ANSWER = "Paris, answered on the GPU."
 
 
 @pytest.fixture
@@ -61,43 +65,6 @@ def build(make_app: Callable[..., Flask], home: Path, local: FakeBackend, google
 @pytest.fixture
 def api(build: Callable[..., Flask]) -> FlaskClient:
     return build().test_client()
-
-
-def admin(client: FlaskClient) -> dict[str, str]:
-    return Auth(client).headers("admin")  # the first account is the admin
-
-
-def ask(client: FlaskClient, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
-    answer = client.post("/api/v1/chat/completion", json={"prompt": "Capital of France?", **extra},
-                         headers={**headers, "Cache-Control": "no-cache"})
-    assert answer.status_code == 200, answer.get_json()
-    return dict(answer.get_json())
-
-
-def rows(home: Path, sql: str) -> list[Any]:
-    engine = create_engine(f"sqlite:///{home / 'bridge.db'}")
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql)).all())
-    finally:
-        engine.dispose()
-
-
-def execute(home: Path, *statements: str) -> None:
-    engine = create_engine(f"sqlite:///{home / 'bridge.db'}")
-    try:
-        with engine.begin() as conn:
-            for sql in statements:
-                conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
-def worker_entry(client: FlaskClient, headers: dict[str, str], name: str) -> dict[str, Any]:
-    status = client.get("/api/v1/system/status", headers=headers).get_json()
-    found = [b for b in status["backends"] if b["name"] == name]
-    assert found, status["backends"]
-    return dict(found[0])
 
 
 def test_attach_a_running_worker_route_to_it_and_detach(

@@ -22,16 +22,19 @@ PASSWORD = "correct horse"
 SECRET = "a-worker-secret-of-some-length"
 
 
+# Named widget_* so that this plugin, loaded for the whole suite, never stands in for the
+# core ``fake``/``app`` fixtures of other tests; the widget test modules alias them.
 @pytest.fixture
-def fake() -> Iterator[LocalFake]:
+def widget_fake() -> Iterator[LocalFake]:
     backend = LocalFake(loaded=True)
     yield backend
     backend.release()
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], home: Path, fake: LocalFake, tmp_path: Path,
-        hub: HubStandin, google: Google) -> Flask:  # noqa: F811
+def widget_app(make_app: Callable[..., Flask], home: Path, widget_fake: LocalFake,
+               tmp_path: Path, hub: HubStandin, google: Google) -> Flask:  # noqa: F811
+    fake = widget_fake
     return make_app({"home": home, "hf_endpoint": hub.url, "download_timeout": 5,
                      "download_retries": 0, "ratelimit_enabled": False},
                     router=Router(fake), local=fake, store=ModelStore(tmp_path / "models"),
@@ -47,8 +50,8 @@ def user(app: Flask, name: str = "alice") -> Client:
 
 
 @pytest.fixture
-def sdk(app: Flask) -> Iterator[Client]:
-    with user(app) as client:
+def sdk(widget_app: Flask) -> Iterator[Client]:
+    with user(widget_app) as client:
         yield client
 
 
