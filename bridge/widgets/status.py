@@ -24,15 +24,18 @@ def _bar(description: str) -> Any:
                            bar_style="info", style=WIDE)
 
 
-def sparkline(values: list[float], title: str, width: int = 180, height: int = 36) -> str:
-    """A small SVG plot of percentages (0-100) over time, in the theme's brand colour."""
+def sparkline(values: list[float], title: str, width: int = 180, height: int = 36, *,
+              top: float | None = 100.0, unit: str = "%") -> str:
+    """A small SVG plot over time, in the theme's brand colour: percentages (0-100), or any
+    rate with ``top=None`` (scaled to its own maximum) and its ``unit``."""
+    scale = top if top is not None else max([*values, 1e-9])
     if len(values) < 2:
         points = ""
     else:
         step = width / (len(values) - 1)
-        points = " ".join(f"{i * step:.1f},{height - height * min(max(v, 0.0), 100.0) / 100:.1f}"
+        points = " ".join(f"{i * step:.1f},{height - height * min(max(v, 0.0), scale) / scale:.1f}"
                           for i, v in enumerate(values))
-    last = f"{values[-1]:.0f}%" if values else "-"
+    last = f"{values[-1]:.0f}{unit}" if values else "-"
     return (f"<div style='display:inline-block;margin-right:12px' title='{escape(title)}'>"
             f"<div style='font-size:11px;color:var(--jp-ui-font-color1)'>{escape(title)} "
             f"<b>{last}</b></div><svg width='{width}' height='{height}' "
@@ -54,6 +57,9 @@ class StatusWidget(BaseWidget):
         self.plots = w.HTML()
         self.samples: dict[str, deque[float]] = {k: deque(maxlen=HISTORY)
                                                  for k in ("CPU", "Memory", "GPU")}
+        # tokens/s per backend, from the change of its tokens_generated between refreshes
+        self.rates: dict[str, deque[float]] = {}
+        self._tokens: dict[str, tuple[float, int]] = {}
         self.models = w.HTML()
         self.backends = w.HTML()
         self.updated = w.HTML()
@@ -153,6 +159,7 @@ class StatusWidget(BaseWidget):
             f"<b>Loaded</b>: {escape(', '.join(models.get('loaded') or []) or '-')} · "
             f"<b>Stored</b>: {escape(', '.join(models.get('cached') or []) or '-')}")
         self.backends.value = self._backends(status.backends or [])
+        self._plot_rates(status.backends or [])
 
     def _plot(self, cpu: float, memory: float, gpu: float | None) -> None:
         """CPU, memory and GPU memory over the last minutes."""
@@ -161,6 +168,23 @@ class StatusWidget(BaseWidget):
         if gpu is not None:
             self.samples["GPU"].append(gpu)
         self.plots.value = "".join(sparkline(list(v), k) for k, v in self.samples.items() if v)
+
+    def _plot_rates(self, backends: list[Any]) -> None:
+        """Tokens/s per backend over the last minutes (the change between two refreshes)."""
+        now = time.monotonic()
+        for b in backends:
+            name, total = str(b.get("name")), b.get("tokens_generated")
+            if not isinstance(total, int):
+                continue
+            before = self._tokens.get(name)
+            self._tokens[name] = (now, total)
+            if before is not None and now > before[0]:
+                rate = max(0, total - before[1]) / (now - before[0])
+                self.rates.setdefault(name, deque(maxlen=HISTORY)).append(rate)
+        self.plots.value = "".join(
+            [sparkline(list(v), k) for k, v in self.samples.items() if v]
+            + [sparkline(list(v), f"tokens/s {k}", top=None, unit=" tok/s")
+               for k, v in self.rates.items() if v])
 
     @staticmethod
     def _backends(backends: list[Any]) -> str:

@@ -114,6 +114,16 @@ class _BackendCollector(Collector):
         yield from (healthy, latency, outstanding, failovers, lost)
 
 
+def tokens_by_backend() -> dict[str, float]:
+    """Completion tokens generated since start, per backend (this instance's counter)."""
+    found = metrics()
+    if found is None:
+        return {}
+    return {sample.labels["backend"]: sample.value
+            for family in found.tokens.collect() for sample in family.samples
+            if sample.name.endswith("_total")}
+
+
 def metrics(app: Flask | None = None) -> Metrics | None:
     """The app's metrics (None outside an app, e.g. a backend used by a script)."""
     if app is None:

@@ -12,6 +12,7 @@ from bridge.urls import redact_url
 from local_api.accounts.identity import login_required
 from local_api.docs import spec
 from local_api.generation.compute import compute
+from local_api.system.metrics import tokens_by_backend
 
 bp = Blueprint("system", __name__, url_prefix="/system")
 
@@ -83,6 +84,9 @@ def snapshot() -> dict[str, Any]:
     c = compute()
     loaded = models_of(c.local) if c.local is not None else []
     backends = _remote_details(c.router.backends())
+    generated = tokens_by_backend()
+    for entry in backends:  # a client divides the change by its interval: tokens/s
+        entry["tokens_generated"] = int(generated.get(entry["name"], 0))
     healthy = any(b.get("healthy") for b in backends)
     return {
         "status": "ok" if healthy else "degraded",

@@ -10,6 +10,7 @@ import html
 import os
 import re
 import threading
+import time
 
 import pytest
 from flask import Flask
@@ -185,6 +186,21 @@ def test_status_shows_resources_and_refreshes_until_closed(app: Flask, sdk: Clie
     status.refresh_button.click()
     status.close()
     assert not status.running and status._thread is None
+
+
+def test_status_plots_tokens_per_second_per_backend(sdk: Client, fake: LocalFake) -> None:
+    status = StatusWidget(sdk, interval=0)
+    status.refresh()
+    fake.queue("one two three four five six")
+    sdk.chat.completion(prompt="count", parameters={"max_tokens": 6, "temperature": 0.5})
+    time.sleep(0.05)
+    status.refresh()
+    assert list(status.rates) == ["local"]
+    assert status.rates["local"][-1] > 0
+    assert "tokens/s local" in status.plots.value and " tok/s" in status.plots.value
+    entry = sdk.system.status().backends[0]
+    assert entry["name"] == "local" and entry["tokens_generated"] == 6
+    status.close()
 
 
 def test_status_reports_a_server_that_goes_away(app: Flask) -> None:
