@@ -224,6 +224,36 @@ def test_status_reports_a_server_that_goes_away(app: Flask) -> None:
     status.close()
 
 
+def test_chat_keeps_working_when_the_service_restarts(app: Flask, fake: LocalFake) -> None:
+    with LiveServer(app) as server, user(app) as alice:
+        key = alice.auth.create_api_key("w").key
+        chat = ChatWidget(base_url=server.url, api_key=key)
+        first = chat.send("Hello?")
+        assert first is not None
+        first.join(10)
+        assert "Hello from the fake backend." in bubbles(chat)[1]
+    down = chat.send("Are you there?")  # the service is gone: said in the widget
+    assert down is not None
+    down.join(10)
+    assert chat.error_text.startswith(f"cannot reach the service at {server.url}")
+    assert not chat.busy
+    again = create_server("127.0.0.1", int(server.url.rsplit(":", 1)[1]), app)  # restarted
+    thread = threading.Thread(target=again.serve_forever, daemon=True)
+    thread.start()
+    try:
+        back = chat.send("And now?")
+        assert back is not None
+        back.join(10)
+        assert chat.error_text == ""
+        assert "Hello from the fake backend." in bubbles(chat)[-1]
+        assert fake.history[-1].messages[-1].content == "And now?"
+    finally:
+        again.shutdown()
+        again.server_close()
+        thread.join(5)
+    chat.close()
+
+
 def test_connect_a_worker_then_detach_and_the_oauth_link(
     app: Flask, sdk: Client, google: Google  # noqa: F811
 ) -> None:
