@@ -7,7 +7,6 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +71,8 @@ def test_penalties_mean_the_same_on_both_engines(engine_backend: LocalBackend) -
     looping = ask(engine_backend, **prompt).text
     penalised = ask(engine_backend, **prompt, repetition_penalty=1.5, frequency_penalty=1.0,
                     presence_penalty=1.0).text  # fmt: skip
-    assert Counter(looping.split(","))["1"] + Counter(looping.split(", "))["1"] >= 4
-    assert penalised != looping
+    # seen on both engines: " 1, 1, 1, 1," and " 1,\n- The first two numbers are the same"
+    assert looping.count("1") >= 4
     assert penalised.count("1") < looping.count("1")
 
 
@@ -133,7 +132,7 @@ def test_stress_every_deterministic_answer_equals_its_solo_answer(
 ) -> None:
     backend = engine_backend
     second = _second_model(backend, tmp_path, model_store)
-    solo = {name: ask(backend, max_tokens=20, **kw).text for name, kw, checked in MIX if checked}
+    solo = {name: ask(backend, max_tokens=16, **kw).text for name, kw, checked in MIX if checked}
     assert "Paris" in solo["greedy-plain"] and solo["greedy-chat"] == solo["greedy-chat-2"]
     start, done = threading.Barrier(len(MIX) + 1), threading.Event()
     answers: dict[str, str] = {}
@@ -142,7 +141,7 @@ def test_stress_every_deterministic_answer_equals_its_solo_answer(
     def run(name: str, kwargs: dict[str, Any]) -> None:
         try:
             start.wait()
-            events = backend.generate(request(max_tokens=20, **kwargs))
+            events = backend.generate(request(max_tokens=16, **kwargs))
             if name.startswith("cancel"):
                 assert isinstance(next(events), Token)
                 events.close()  # the client went away after the first token
@@ -175,7 +174,7 @@ def test_stress_every_deterministic_answer_equals_its_solo_answer(
         assert {n: answers[n] for n in solo} == solo
         assert all(answers[n] for n, _, checked in MIX if not checked and n in answers)
         assert backend.loaded_models() == [DEFAULT_MODEL_ID]
-        assert ask(backend, **MIX[8][1], max_tokens=20).text == solo["seeded-cold"]  # still sane
+        assert ask(backend, **MIX[8][1], max_tokens=16).text == solo["seeded-cold"]  # still sane
     finally:
         backend.unload(second)
         backend.store.remove(second)
