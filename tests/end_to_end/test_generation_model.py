@@ -139,11 +139,17 @@ def test_prompt_over_the_context_is_truncated_and_reported(
     try:
         with LiveServer(application) as server, httpx.Client(base_url=server.url,
                                                              timeout=120) as http:
-            prompt = "word " * 200 + "\nWhat is the capital of France?"
+            # Truncation is opt-in and drops whole earlier turns (the last one always stays).
+            params = {"temperature": 0, "max_tokens": 8, "truncate": True}
+            prompt = "word " * 30 + "\nWhat is the capital of France?"
+            first = http.post("/api/generate", headers=headers, json={
+                "prompt": prompt, "parameters": params}).json()
+            assert "prompt_truncated" not in first, first
             answer = http.post("/api/generate", headers=headers, json={
-                "prompt": prompt, "parameters": {"temperature": 0, "max_tokens": 8}}).json()
-            assert answer["prompt_truncated"] is True
-            assert answer["usage"]["prompt_tokens"] == 96 - 8
+                "prompt": prompt, "parameters": params,
+                "conversation_id": first["conversation_id"]}).json()
+            assert answer["prompt_truncated"] is True, answer
+            assert answer["usage"]["prompt_tokens"] == first["usage"]["prompt_tokens"]
             assert answer["usage"]["completion_tokens"] > 0
             too_long = http.post("/api/generate", headers=headers, json={
                 "prompt": "hi", "parameters": {"max_tokens": 200}})
