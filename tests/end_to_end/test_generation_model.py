@@ -149,7 +149,8 @@ def test_prompt_over_the_context_is_truncated_and_reported(
                 "prompt": prompt, "parameters": params,
                 "conversation_id": first["conversation_id"]}).json()
             assert answer["prompt_truncated"] is True, answer
-            assert answer["usage"]["prompt_tokens"] == first["usage"]["prompt_tokens"]
+            # the first question went, its answer stayed: more than one turn, within the window
+            assert first["usage"]["prompt_tokens"] < answer["usage"]["prompt_tokens"] <= 96 - 8
             assert answer["usage"]["completion_tokens"] > 0
             too_long = http.post("/api/generate", headers=headers, json={
                 "prompt": "hi", "parameters": {"max_tokens": 200}})
