@@ -142,18 +142,6 @@ def openai_penalties(frequency: float, presence: float, generated: torch.Tensor,
     return scores - counts * frequency - (counts > 0).to(scores.dtype) * presence
 
 
-def held_back(text: str, start: int, stops: tuple[str, ...]) -> int:
-    """Characters to hold back: a half-decoded character or a tail that may begin a stop string."""
-    if text.endswith("\ufffd"):
-        return len(text) - len(text.rstrip("\ufffd"))
-    held = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text) - start), held, -1):
-            if text.endswith(stop[:k]):
-                held = k
-                break
-    return held
-
 @dataclass(eq=False)
 class Slot:
     """One loaded model: weights, tokenizer and its batchers (greedy, sampling)."""

@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bridge.backends.batching import held_back
 from bridge.backends.engines import (
     Engine,
     Loaded,
     choose_engine,
     gguf_in,
+    held_back,
     llama_cpp_missing,
 )
 from bridge.config import DEFAULT_MODEL_ID

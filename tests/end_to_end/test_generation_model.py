@@ -210,10 +210,13 @@ def test_load_with_int8_dynamic_then_back(http: httpx.Client, headers: dict[str,
 
 
 def test_seeded_answer_after_greedy_and_sampled_ran_together(
-    http: httpx.Client, headers: dict[str, str]
+    live_server: LiveServer, headers: dict[str, str]
 ) -> None:
     # Issue 12: after a greedy and a sampled request were in flight at once, a seeded
     # /v1/completions answered "__ wishershire.com/" instead of greedy's " Paris.".
+    # (A patient client: the two paths take turns on the model, slow on a busy 2-core box.)
+    http = httpx.Client(base_url=live_server.url, timeout=300)
+
     def ask(body: dict[str, Any]) -> str:
         response = http.post("/v1/completions", headers=headers,
                              json={"model": DEFAULT_MODEL_ID, "max_tokens": 8, **body})
@@ -230,5 +233,6 @@ def test_seeded_answer_after_greedy_and_sampled_ran_together(
     prompt = "The capital of France is"
     seeded = ask({"prompt": prompt, "temperature": 0.01, "seed": 5})
     greedy = ask({"prompt": prompt, "temperature": 0})
+    http.close()
     assert "Paris" in greedy
     assert seeded == greedy

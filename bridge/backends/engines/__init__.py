@@ -96,3 +96,16 @@ def choose_engine(requested: str, device: str, has_gguf: bool) -> str:
         return requested
     fits = has_gguf and device == "cpu" and not llama_cpp_missing()
     return "llama.cpp" if fits else "transformers"
+
+
+def held_back(text: str, start: int, stops: tuple[str, ...]) -> int:
+    """Characters to hold back: a half-decoded character or a tail that may begin a stop string."""
+    if text.endswith("\ufffd"):
+        return len(text) - len(text.rstrip("\ufffd"))
+    held = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text) - start), held, -1):
+            if text.endswith(stop[:k]):
+                held = k
+                break
+    return held
