@@ -137,7 +137,6 @@ def test_concurrent_requests_are_batched(local_backend: LocalBackend) -> None:
 
 
 def test_closing_a_stream_cancels_it_and_others_finish(local_backend: LocalBackend) -> None:
-    manager = local_backend.manager(DEFAULT_MODEL_ID)
     long = local_backend.generate(
         GenerateRequest(model=DEFAULT_MODEL_ID, prompt="1, 2, 3, 4,", chat=False, max_tokens=2000)
     )
@@ -148,7 +147,7 @@ def test_closing_a_stream_cancels_it_and_others_finish(local_backend: LocalBacke
     long.close()
     thread.join()
     assert "Paris" in other[0].text
-    scheduler = manager.batch_processor.scheduler
+    scheduler = local_backend.manager(DEFAULT_MODEL_ID).batch_processor.scheduler
     deadline = time.monotonic() + 30  # an uncancelled 2000-token request would still be running
     while (scheduler.active_requests or scheduler.waiting_requests) and time.monotonic() < deadline:
         time.sleep(0.05)
