@@ -19,6 +19,7 @@ from bridge.backends.engines import (
     Engine,
     Loaded,
     choose_engine,
+    encode,
     gguf_in,
     held_back,
     llama_cpp_missing,
@@ -26,7 +27,6 @@ from bridge.backends.engines import (
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import (
     BackendUnavailable,
-    ContextLengthExceeded,
     NotSupported,
     ValidationError,
 )
@@ -229,47 +229,13 @@ class LocalBackend:
         self._release(slot)
         return len(slot.engine.tokenize(text))
 
-    def _encode(self, slot: Loaded, request: GenerateRequest) -> tuple[list[int], bool]:
-        """Prompt ids that leave room for ``max_tokens``; ContextLengthExceeded unless the
-        request opted into truncation, which drops the oldest turns (never the system
-        prompt, the last turn or the chat template) or, for a plain prompt, its start."""
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        messages = messages or [{"role": "user", "content": request.prompt}]
-
-        def ids_of(turns: list[dict[str, str]]) -> list[int]:
-            text = slot.engine.template(turns) if request.chat else request.prompt
-            return slot.engine.tokenize(text + request.prefill)
-
-        ids = ids_of(messages)
-        room = slot.engine.context - request.max_tokens
-        if len(ids) <= room:
-            return ids, False
-        if request.truncate and room >= 1:
-            if request.chat:
-                keep = [m for m in messages[:-1] if m["role"] == "system"]
-                older = [m for m in messages[:-1] if m["role"] != "system"]
-                while older:
-                    older.pop(0)
-                    ids = ids_of([*keep, *older, messages[-1]])
-                    if len(ids) <= room:
-                        return ids, True
-            else:
-                return ids[-room:], True
-        raise ContextLengthExceeded(
-            f"This model's context is {slot.engine.context} tokens; the prompt takes {len(ids)} "
-            f"and max_tokens asks for {request.max_tokens} more. Shorten the prompt, lower "
-            "max_tokens, or ask for truncation.",
-            details={"prompt_tokens": len(ids), "max_tokens": request.max_tokens,
-                     "context": slot.engine.context},
-        )
-
     def generate(self, request: GenerateRequest) -> Iterator[Event]:
         """Stream Token events, then one Done (the model loads on first use)."""
         if request.max_tokens < 1:
             raise ValidationError("max_tokens must be at least 1")
         slot = self._slot(request.model)
         try:
-            yield from self._stream(slot, request, *self._encode(slot, request))
+            yield from self._stream(slot, request, *encode(slot.engine, request))
         finally:
             self._release(slot)
 

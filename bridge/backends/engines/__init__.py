@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.errors import NotSupported
+from bridge.errors import ContextLengthExceeded, NotSupported
 from bridge.types import GenerateRequest
 
 ENGINES = ("transformers", "llama.cpp")
@@ -109,3 +109,38 @@ def held_back(text: str, start: int, stops: tuple[str, ...]) -> int:
                 held = k
                 break
     return held
+
+
+def encode(engine: Engine, request: GenerateRequest) -> tuple[list[int], bool]:
+    """Prompt ids that leave room for ``max_tokens``; ContextLengthExceeded unless the
+    request opted into truncation, which drops the oldest turns (never the system
+    prompt, the last turn or the chat template) or, for a plain prompt, its start."""
+    messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    messages = messages or [{"role": "user", "content": request.prompt}]
+
+    def ids_of(turns: list[dict[str, str]]) -> list[int]:
+        text = engine.template(turns) if request.chat else request.prompt
+        return engine.tokenize(text + request.prefill)
+
+    ids = ids_of(messages)
+    room = engine.context - request.max_tokens
+    if len(ids) <= room:
+        return ids, False
+    if request.truncate and room >= 1:
+        if request.chat:
+            keep = [m for m in messages[:-1] if m["role"] == "system"]
+            older = [m for m in messages[:-1] if m["role"] != "system"]
+            while older:
+                older.pop(0)
+                ids = ids_of([*keep, *older, messages[-1]])
+                if len(ids) <= room:
+                    return ids, True
+        else:
+            return ids[-room:], True
+    raise ContextLengthExceeded(
+        f"This model's context is {engine.context} tokens; the prompt takes {len(ids)} "
+        f"and max_tokens asks for {request.max_tokens} more. Shorten the prompt, lower "
+        "max_tokens, or ask for truncation.",
+        details={"prompt_tokens": len(ids), "max_tokens": request.max_tokens,
+                 "context": engine.context},
+    )
