@@ -127,7 +127,7 @@ def main() -> None:
     root = Path(os.environ.get("BRIDGE_MODELS", ".bridge-home/models"))
     store = ModelStore(root)
     info = prepare_default_model(store)
-    backend = LocalBackend(store, keep_alive=None)
+    backend = LocalBackend(store, keep_alive=None, engine="transformers")
     try:
         print(f"model {info.id}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"load {backend.load(DEFAULT_MODEL_ID, device='cpu'):.2f} s")  # fmt: skip

@@ -58,6 +58,7 @@ class Settings:
     refresh_token_ttl: int = 30 * 24 * 3600
     default_model: str = DEFAULT_MODEL_ID
     keep_alive: int = 300
+    engine: str = "auto"  # local engine: auto (llama.cpp for GGUF on CPU), llama.cpp, transformers
     cache_ttl: int = 3600
     log_level: str = "INFO"
     tls_cert: str = ""

@@ -67,6 +67,7 @@ class Done:
     finish_reason: str = "stop"  # "stop" | "length"
     backend: str = ""
     truncated_prompt: bool = False
+    engine: str = ""  # the local engine that answered (llama.cpp, transformers); "" for others
 
 
 Event = Token | BackendSwitched | Done

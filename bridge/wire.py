@@ -53,6 +53,7 @@ def encode_event(event: Event) -> bytes:
                 "finish_reason": event.finish_reason,
                 "backend": event.backend,
                 "truncated_prompt": event.truncated_prompt,
+                "engine": event.engine,
             }
         )
     raise TypeError(f"not an event: {event!r}")
@@ -113,6 +114,7 @@ def decode_event(line: bytes | str) -> Event:
             finish_reason=finish if finish in FINISH_REASONS else "stop",
             backend=_str(obj, "backend", ""),
             truncated_prompt=bool(obj.get("truncated_prompt", False)),
+            engine=_str(obj, "engine", ""),
         )
     if kind == "backend_switched":
         return BackendSwitched(_str(obj, "from"), _str(obj, "to"), _str(obj, "reason", ""))

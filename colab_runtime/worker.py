@@ -210,7 +210,8 @@ def build_local_backend(model: str | None, quantization: str | None) -> Backend:
     from bridge.models.store import ModelStore
 
     settings = Settings.from_env()
-    backend = LocalBackend(ModelStore(settings.models_dir), keep_alive=None)
+    backend = LocalBackend(ModelStore(settings.models_dir), keep_alive=None,
+                           engine=settings.engine)
     if model:
         backend.load(model, quantization=quantization or "none")
     return backend

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -63,22 +62,40 @@ class Batcher:
 
 
 class SeededRun:
-    """One seeded sampling run through ``model.generate``: sampler, streamer and stop switch."""
+    """One run alone through ``model.generate`` (seeded sampling, penalties): sampler,
+    streamer and stop switch."""
 
     def __init__(self, request: GenerateRequest, box: queue.Queue[Any]) -> None:
         from transformers.generation import logits_process as lp
 
-        self.warpers: list[Any] = [lp.TemperatureLogitsWarper(float(request.temperature))]
-        self.warpers += [lp.TopKLogitsWarper(int(request.top_k))] if request.top_k else []
-        self.warpers += [lp.TopPLogitsWarper(float(request.top_p))] if request.top_p < 1 else []
+        sample = request.temperature > 0
+        # Penalties look at the answer only, as llama.cpp's sampler does (it never sees the prompt).
+        self.penalties: list[Any] = []
+        if request.repetition_penalty != 1.0:
+            self.penalties.append(lp.RepetitionPenaltyLogitsProcessor(request.repetition_penalty))
+        if request.frequency_penalty or request.presence_penalty:
+            self.penalties.append(partial(openai_penalties, request.frequency_penalty,
+                                          request.presence_penalty))  # fmt: skip
+        self.warpers: list[Any] = []
+        if sample:
+            self.warpers.append(lp.TemperatureLogitsWarper(float(request.temperature)))
+            self.warpers += [lp.TopKLogitsWarper(int(request.top_k))] if request.top_k else []
+            self.warpers += [lp.TopPLogitsWarper(float(request.top_p))] if request.top_p < 1 else []
+        self.sample, self.prompt_len = sample, 0
         self.generator = torch.Generator().manual_seed(int(request.seed or 0))
         self.box, self.tokens, self.prompt_seen = box, list[int](), False
         self.stopped = threading.Event()
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_len:]
+        for penalty in self.penalties if generated.shape[1] else ():
+            scores = penalty(generated, scores)
         for warp in self.warpers:
             scores = warp(input_ids, scores)
-        drawn = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
+        if self.sample:
+            drawn = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
+        else:
+            drawn = scores.argmax(-1, keepdim=True)
         return torch.full_like(scores, float("-inf")).scatter(1, drawn, 0.0)
 
     def put(self, value: torch.Tensor) -> None:
@@ -90,8 +107,11 @@ class SeededRun:
     def end(self) -> None:
         self.box.put(None)
 
-    def start(self, slot: Slot, ids: list[int], max_tokens: int) -> Callable[[bool], None]:
-        """Generate on a thread (greedy over the one token this sampler keeps); returns cancel."""
+    def start(self, slot: Slot, ids: list[int], max_tokens: int,
+              ended: Callable[[], None]) -> Callable[[bool], None]:
+        """Generate on a thread (greedy over the one token this sampler keeps), calling
+        ``ended`` once the model is free again; returns cancel."""
+        self.prompt_len, self.ended = len(ids), ended
         inputs = torch.tensor([ids], device=slot.model.device)
         kwargs = {"do_sample": False, "max_new_tokens": max_tokens, "streamer": self,
                   "eos_token_id": sorted(slot.eos), "pad_token_id": slot.tokenizer.pad_token_id,
@@ -102,27 +122,25 @@ class SeededRun:
 
     def work(self, slot: Slot, inputs: torch.Tensor, kwargs: dict[str, Any]) -> None:
         """The thread's body; errors go to the consumer's queue."""
-        # Batchers pause meanwhile: generate() beside a running batcher returned garbage (seen).
+        # The engine's Gate has stopped every batcher: this thread alone uses the model.
         try:
-            with slot.lock, ExitStack() as paused, torch.inference_mode():
-                for batcher in slot.batchers.values():
-                    paused.enter_context(batcher.manager.pause())
+            with torch.inference_mode():
                 slot.model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)
         except Exception as exc:
             self.box.put(exc)
+        finally:
+            self.ended()
 
 
-def held_back(text: str, start: int, stops: tuple[str, ...]) -> int:
-    """Characters to hold back: a half-decoded character or a tail that may begin a stop string."""
-    if text.endswith("\ufffd"):
-        return len(text) - len(text.rstrip("\ufffd"))
-    held = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text) - start), held, -1):
-            if text.endswith(stop[:k]):
-                held = k
-                break
-    return held
+def openai_penalties(frequency: float, presence: float, generated: torch.Tensor,
+                     scores: torch.Tensor) -> torch.Tensor:
+    """OpenAI's additive penalties: minus ``frequency`` per earlier use of a token in the
+    answer, minus ``presence`` once it appeared at all (llama.cpp's penalties alike)."""
+    counts = torch.zeros_like(scores).scatter_add_(
+        1, generated.long(), torch.ones_like(generated, dtype=scores.dtype)
+    )
+    return scores - counts * frequency - (counts > 0).to(scores.dtype) * presence
+
 
 @dataclass(eq=False)
 class Slot:
@@ -134,8 +152,6 @@ class Slot:
     context: int
     eos: frozenset[int]
     batchers: dict[bool, Batcher] = field(default_factory=dict)
-    active: int = 0
-    last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def batcher(self, sample: bool) -> Batcher:

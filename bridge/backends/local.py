@@ -1,54 +1,82 @@
-"""Answer requests with transformers on this machine, batching concurrent streams.
-
-Concurrent ``generate`` calls for one model share transformers' continuous batching manager
-(``init_continuous_batching`` + ``add_request(streaming=True)``): its generation thread steps
-every active request together; a router thread hands each streamed output to its caller.
-Two managers per model, made on first use: greedy requests go to one without logits
-processors; sampling requests go to one with per-request temperature/top_k/top_p
-(``per_request_processors``), whose full-vocabulary sorts cost ~15% per step on CPU (measured).
-The manager has no per-request RNG, so a *seeded* sampling request runs through
-``model.generate`` with its own ``torch.Generator`` while the batchers pause: reproducible,
-not batched (other streams wait meanwhile).
-CPU dtype is fp32: bf16 is barely faster here and its greedy answers drift (benchmarks/).
+"""Answer requests on this machine with one of two engines (bridge/backends/engines/):
+llama.cpp for GGUF models on CPU (the default model, straight from its packaged GGUF), and
+transformers for HF-format models, CUDA and bitsandbytes. This module does what both share
+once: loading and unloading, the context window and truncation, stop strings, events.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from bridge.backends.batching import CPU_BLOCKS, SeededRun, Slot, held_back
+from bridge.backends.engines import (
+    Engine,
+    Loaded,
+    choose_engine,
+    encode,
+    gguf_in,
+    held_back,
+    llama_cpp_missing,
+)
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import (
     BackendUnavailable,
-    ContextLengthExceeded,
     NotSupported,
     ValidationError,
 )
-from bridge.models.convert import PACKAGE, load_model, prepare_default_model, resolve_device
+from bridge.models.convert import (
+    PACKAGE,
+    find_default_gguf,
+    load_model,
+    prepare_default_model,
+    resolve_device,
+)
 from bridge.models.store import QUANTIZATIONS, ModelStore
 from bridge.types import Done, Event, GenerateRequest, Token
 
+log = logging.getLogger(__name__)
+DRAIN_SECONDS = 120.0  # how long an unload waits for the streams still reading a model
+
 
 class LocalBackend:
-    """The Backend protocol over local transformers models."""
+    """The Backend protocol over local models, each served by its engine."""
 
     name = "local"
 
     def __init__(
         self, store: ModelStore, *, keep_alive: float | None = 300.0, device: str = "auto",
-        max_context: int | None = None,
+        max_context: int | None = None, engine: str = "auto", threads: int | None = None,
     ) -> None:  # fmt: skip
         self.store, self.keep_alive, self.device = store, keep_alive, device
-        self.max_context = max_context
-        self._slots: dict[str, Slot] = {}
+        self.max_context, self.engine, self.threads = max_context, engine, threads
+        self._slots: dict[str, Loaded] = {}
         self._lock = threading.RLock()
-        self._ids = itertools.count()
+        self.llama_cpp_missing = llama_cpp_missing()
+        if self.llama_cpp_missing and engine != "transformers":
+            log.warning("llama.cpp engine unavailable, GGUF models run on transformers: %s",
+                        self.llama_cpp_missing)  # fmt: skip
+
+    @property
+    def runtime_info(self) -> dict[str, Any]:
+        """Which engine serves each loaded model, and whether llama.cpp is available (why not)."""
+        with self._lock:
+            engines = {m: s.engine.name for m, s in self._slots.items()}
+            queues = {m: s.engine.stats() for m, s in self._slots.items()
+                      if hasattr(s.engine, "stats")}  # fmt: skip
+        return {"engine_setting": self.engine, "engines": engines, "queues": queues,
+                "llama_cpp": {"available": self.llama_cpp_missing is None,
+                              "reason": self.llama_cpp_missing}}  # fmt: skip
+
+    def engine_of(self, model_id: str) -> str | None:
+        """The engine serving a loaded model (None when not loaded)."""
+        slot = self._slots.get(model_id)
+        return slot.engine.name if slot is not None else None
 
     def ready(self) -> bool:
         """True when a model is loaded, the default model is stored, or its package is there."""
@@ -73,128 +101,133 @@ class LocalBackend:
             self.unload(model_id)
         return gone
 
-    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
-        """Load a model (no-op when loaded alike; the old copy stays on error); returns seconds."""
+    def _gguf(self, model_id: str) -> Path | None:
+        """The GGUF file that holds a model, if it is one (the default model: its package's)."""
+        if model_id == DEFAULT_MODEL_ID:
+            return find_default_gguf() if importlib.util.find_spec(PACKAGE) else None
+        info = self.store.get(model_id)
+        return gguf_in(info.path) if info.status == "ready" and info.path else None
+
+    def load(self, model_id: str, device: str = "auto", quantization: str = "none",
+             engine: str | None = None) -> float:  # fmt: skip
+        """Load a model (no-op when loaded alike; the old copy stays on error); returns seconds.
+        ``engine``: auto (llama.cpp for a GGUF on CPU), llama.cpp or transformers."""
         if quantization not in QUANTIZATIONS:
             raise ValidationError(f"Unknown quantization {quantization!r}: one of {QUANTIZATIONS}")
         device = resolve_device(self.device if device == "auto" else device)
+        requested = engine or self.engine
         with self._lock:
+            gguf = self._gguf(model_id)
+            if requested == "auto" and quantization != "none":
+                requested = "transformers"  # the quantizations listed are transformers' own
+            name = choose_engine(requested, device, gguf is not None)
+            if name == "llama.cpp" and quantization != "none":
+                raise NotSupported("A GGUF is quantized already: load it with quantization none")
             old = self._slots.get(model_id)
-            if old is not None and old.settings == (device, quantization):
+            label = gguf.name if name == "llama.cpp" and gguf else quantization
+            if old is not None and old.engine.settings == (name, device, label):
                 return 0.0
             start = time.perf_counter()
-            if model_id == DEFAULT_MODEL_ID:
-                prepare_default_model(self.store)
-            info = self.store.get(model_id)
-            if info.status != "ready" or info.path is None:
-                raise BackendUnavailable(f"Model {model_id!r} is {info.status}, not ready to load")
-            from transformers import AutoTokenizer
-
-            path = str(info.path)
-            model = self._load_checked(model_id, lambda: load_model(path, device, quantization))
-            eos = model.generation_config.eos_token_id
-            eos_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
-            context = int(model.config.max_position_embeddings)
-            context = min(context, CPU_BLOCKS * 256) if device == "cpu" else context
-            context = min(context, self.max_context or context)
-            tokenizer = self._load_checked(model_id, lambda: AutoTokenizer.from_pretrained(path))
-            new = Slot(model, tokenizer, (device, quantization), context, eos_ids)
-            new.batcher(sample=False)
-            if old is not None:
-                self.unload(model_id)
+            new = Loaded(self._open(model_id, name, device, quantization, gguf))
             self._slots[model_id] = new
-            self.store.pin(model_id)
-            self.store.touch(model_id)
-            return time.perf_counter() - start
+            if model_id != DEFAULT_MODEL_ID or self.store.is_complete(model_id):
+                self.store.pin(model_id)
+                self.store.touch(model_id)
+            seconds = time.perf_counter() - start
+        if old is not None:  # its streams finish on the old copy, then it is freed
+            threading.Thread(target=self._retire, args=(old,), daemon=True).start()
+        return seconds
 
-    def _load_checked(self, model_id: str, load: Callable[[], Any]) -> Any:
+    def _open(self, model_id: str, name: str, device: str, quantization: str,
+              gguf: Path | None) -> Engine:  # fmt: skip
+        """Load the weights into the engine called ``name``."""
+        stored = model_id != DEFAULT_MODEL_ID
+        if name == "llama.cpp" and gguf is not None:
+            from bridge.backends.engines.llama_cpp import LlamaCppEngine
+
+            engine: Engine = self._load_checked(model_id, stored, lambda: LlamaCppEngine(
+                gguf, self.max_context, self.threads))  # fmt: skip
+            return engine
+        from transformers import AutoTokenizer
+
+        from bridge.backends.engines.transformers import TransformersEngine
+
+        if model_id == DEFAULT_MODEL_ID:
+            prepare_default_model(self.store)
+        info = self.store.get(model_id)
+        if info.status != "ready" or info.path is None:
+            raise BackendUnavailable(f"Model {model_id!r} is {info.status}, not ready to load")
+        if gguf is not None and model_id != DEFAULT_MODEL_ID:
+            raise NotSupported("This model is a GGUF file: it is served by the llama.cpp engine")
+        path = str(info.path)
+        model = self._load_checked(model_id, True, lambda: load_model(path, device, quantization))
+        tokenizer = self._load_checked(model_id, True, lambda: AutoTokenizer.from_pretrained(path))
+        return TransformersEngine(model, tokenizer, device, quantization, self.max_context)
+
+    def _load_checked(self, model_id: str, stored: bool, load: Callable[[], Any]) -> Any:
         """Run ``load``; a corrupt model folder is reported as ModelCorrupted naming the file."""
-        if not self.store.is_complete(model_id):
+        if stored and not self.store.is_complete(model_id):
             self.store.verify(model_id)  # names the missing or resized file
         try:
             return load()
         except (NotSupported, ValidationError):
             raise
         except Exception as exc:
-            self.store.verify(model_id)  # same sizes, other bytes: the sha256 tells
+            if stored:
+                self.store.verify(model_id)  # same sizes, other bytes: the sha256 tells
             raise BackendUnavailable(
                 f"Model {model_id!r} failed to load: {type(exc).__name__}: {exc}"[:500],
                 details={"model_id": model_id},
             ) from exc
 
     def unload(self, model_id: str) -> None:
-        """Finish its streams, stop its threads and free the model (unknown ids: no-op)."""
+        """Let its streams finish, then free the model (unknown ids: no-op)."""
         with self._lock:
             slot = self._slots.pop(model_id, None)
         if slot is not None:
-            for batcher in slot.batchers.values():
-                batcher.close()
-            self.store.unpin(model_id)
+            self._retire(slot)
+            if model_id not in self._slots:
+                self.store.unpin(model_id)
+
+    @staticmethod
+    def _retire(slot: Loaded) -> None:
+        """Wait (bounded) for the streams reading ``slot``, then close its engine."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while slot.active > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        slot.engine.close()
 
     def manager(self, model_id: str, sample: bool = False) -> Any:
-        """The transformers ContinuousBatchingManager serving a loaded model."""
-        return self._slots[model_id].batcher(sample).manager
+        """The transformers ContinuousBatchingManager serving a loaded model (tests, benches)."""
+        engine: Any = self._slots[model_id].engine
+        return engine.manager(sample)
 
     def close(self) -> None:
         """Unload every model, stopping their threads."""
         for model_id in list(self._slots):
             self.unload(model_id)
 
-    def _slot(self, model_id: str) -> Slot:
+    def _slot(self, model_id: str) -> Loaded:
         with self._lock:
             if model_id not in self._slots:
                 self.load(model_id)
             slot = self._slots[model_id]
             slot.active += 1
             slot.last_used = time.monotonic()
-        self.store.touch(model_id)
+        if self.store.is_complete(model_id):
+            self.store.touch(model_id)
         return slot
+
+    def _release(self, slot: Loaded) -> None:
+        with self._lock:
+            slot.active -= 1
+            slot.last_used = time.monotonic()
 
     def count_tokens(self, model_id: str, text: str) -> int:
         """Tokens ``text`` takes for this model."""
         slot = self._slot(model_id)
-        slot.active -= 1
-        return len(slot.tokenizer.encode(text, add_special_tokens=False))
-
-    def _encode(self, slot: Slot, request: GenerateRequest) -> tuple[list[int], bool]:
-        """Prompt ids that leave room for ``max_tokens``; ContextLengthExceeded unless the
-        request opted into truncation, which drops the oldest turns (never the system
-        prompt, the last turn or the chat template) or, for a plain prompt, its start."""
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        messages = messages or [{"role": "user", "content": request.prompt}]
-
-        def ids_of(turns: list[dict[str, str]]) -> list[int]:
-            text = request.prompt
-            if request.chat:
-                text = slot.tokenizer.apply_chat_template(
-                    turns, tokenize=False, add_generation_prompt=True
-                )
-            out: list[int] = slot.tokenizer.encode(text + request.prefill,
-                                                   add_special_tokens=False)
-            return out
-
-        ids = ids_of(messages)
-        room = slot.context - request.max_tokens
-        if len(ids) <= room:
-            return ids, False
-        if request.truncate and room >= 1:
-            if request.chat:
-                keep = [m for m in messages[:-1] if m["role"] == "system"]
-                older = [m for m in messages[:-1] if m["role"] != "system"]
-                while older:
-                    older.pop(0)
-                    ids = ids_of([*keep, *older, messages[-1]])
-                    if len(ids) <= room:
-                        return ids, True
-            else:
-                return ids[-room:], True
-        raise ContextLengthExceeded(
-            f"This model's context is {slot.context} tokens; the prompt takes {len(ids)} and "
-            f"max_tokens asks for {request.max_tokens} more. Shorten the prompt, lower "
-            "max_tokens, or ask for truncation.",
-            details={"prompt_tokens": len(ids), "max_tokens": request.max_tokens,
-                     "context": slot.context},
-        )
+        self._release(slot)
+        return len(slot.engine.tokenize(text))
 
     def generate(self, request: GenerateRequest) -> Iterator[Event]:
         """Stream Token events, then one Done (the model loads on first use)."""
@@ -202,55 +235,35 @@ class LocalBackend:
             raise ValidationError("max_tokens must be at least 1")
         slot = self._slot(request.model)
         try:
-            yield from self._stream(slot, request, *self._encode(slot, request))
+            yield from self._stream(slot, request, *encode(slot.engine, request))
         finally:
-            slot.active -= 1
-            slot.last_used = time.monotonic()
-
-    def _submit(self, slot: Slot, request: GenerateRequest, ids: list[int], box: Any) -> Any:
-        """Queue the request with its batcher (or a seeded run); returns its cancel switch."""
-        sample = request.temperature > 0
-        if sample and request.seed is not None:
-            return SeededRun(request, box).start(slot, ids, request.max_tokens)
-        batcher, rid = slot.batcher(sample), f"r{next(self._ids)}"
-        batcher.queues[rid] = box
-        vocab = int(slot.model.config.vocab_size)
-        knobs = {"temperature": float(request.temperature), "top_p": float(request.top_p),
-                 "top_k": int(request.top_k or vocab)} if sample else {}  # fmt: skip
-        batcher.manager.add_request(
-            ids, request_id=rid, max_new_tokens=request.max_tokens, streaming=True, **knobs
-        )
-
-        def cancel(finished: bool) -> None:
-            batcher.queues.pop(rid, None)
-            if not finished:
-                batcher.manager.cancel_request(rid)
-
-        return cancel
+            self._release(slot)
 
     def _stream(
-        self, slot: Slot, request: GenerateRequest, ids: list[int], truncated: bool
+        self, slot: Loaded, request: GenerateRequest, ids: list[int], truncated: bool
     ) -> Iterator[Event]:
+        engine = slot.engine
         box: queue.Queue[Any] = queue.Queue()
-        cancel = self._submit(slot, request, ids, box)
+        try:
+            cancel = engine.submit(request, ids, box)
+        except RuntimeError as exc:  # unloaded between our look-up and the submit
+            raise BackendUnavailable(f"Local generation failed: {exc}") from exc
         tokens: list[int] = []
         sent, finished, stopped = 0, False, False
         try:
             while not (finished or stopped):
-                item = box.get()  # the router or the seeded thread always sends a last item
+                item = box.get()  # every engine ends with None, an error or a finished output
                 error = item if isinstance(item, Exception) else getattr(item, "error", None)
                 if error:
                     raise BackendUnavailable(f"Local generation failed: {error}")
-                if item is None or isinstance(item, list):  # the seeded path
+                if item is None or isinstance(item, list):  # cumulative ids, then None
                     tokens, finished = (tokens, True) if item is None else (item, False)
                 else:
                     tokens, finished = list(item.generated_tokens), item.is_finished()
-                text = slot.tokenizer.decode(
-                    [t for t in tokens if t not in slot.eos], skip_special_tokens=True
-                )
+                text = engine.detokenize([t for t in tokens if t not in engine.eos])
                 cut = min((i for i in (text.find(s, sent) for s in request.stop if s) if i >= 0),
                           default=-1)  # fmt: skip
-                eos = bool(tokens and tokens[-1] in slot.eos)
+                eos = bool(tokens and tokens[-1] in engine.eos)
                 finished, stopped = finished or eos, cut >= 0 or eos
                 end = cut if cut >= 0 else len(text)
                 end -= 0 if finished or stopped else held_back(text, sent, request.stop)
@@ -262,6 +275,7 @@ class LocalBackend:
                     sent = end
         finally:
             cancel(finished)
-        body = len([t for t in tokens if t not in slot.eos])
+        body = len([t for t in tokens if t not in engine.eos])
         reason = "length" if not stopped and body >= request.max_tokens else "stop"
-        yield Done(len(ids), body, reason, backend=self.name, truncated_prompt=truncated)
+        yield Done(len(ids), body, reason, backend=self.name, truncated_prompt=truncated,
+                   engine=engine.name)

@@ -9,6 +9,7 @@ read with ``load_gguf_checkpoint`` into a model built from the GGUF's config, wh
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -100,6 +101,9 @@ def prepare_default_model(store: ModelStore) -> ModelInfo:
 
 def resolve_device(device: str) -> str:
     """``auto`` is ``cuda`` when a GPU is visible, else ``cpu``; NotSupported for a missing GPU."""
+    if (device == "auto" and sys.platform == "linux" and "torch" not in sys.modules
+            and not Path("/proc/driver/nvidia").exists()):
+        return "cpu"  # no NVIDIA driver, no CUDA: spares the llama.cpp path torch's import (~1.5 s)
     import torch
 
     if device == "auto":

@@ -38,7 +38,7 @@ class Compute:
 def _default_local(store: ModelStore, settings: Settings) -> Any:
     from bridge.backends.local import LocalBackend
 
-    return LocalBackend(store, keep_alive=settings.keep_alive)
+    return LocalBackend(store, keep_alive=settings.keep_alive, engine=settings.engine)
 
 
 def _warm(local: Any, model_id: str) -> None:

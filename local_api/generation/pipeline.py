@@ -191,6 +191,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
         },
         "elapsed": elapsed,
     }
+    if done.engine:
+        answer["engine"] = done.engine
     if done.truncated_prompt:
         answer["prompt_truncated"] = True
     if job.switches:

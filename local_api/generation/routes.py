@@ -53,7 +53,7 @@ def aq_shape(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def _extras(answer: dict[str, Any]) -> dict[str, Any]:
-    keep = ("conversation_id", "backend", "metrics", "finish_reason", "cache",
+    keep = ("conversation_id", "backend", "engine", "metrics", "finish_reason", "cache",
             "prompt_truncated", "backend_switches")
     return {k: answer[k] for k in keep if k in answer}
 

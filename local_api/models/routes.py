@@ -29,6 +29,7 @@ LOAD = obj(
             {
                 "device": {"type": "string", "enum": ["auto", "cpu", "cuda"]},
                 "quantization": {"type": "string", "enum": list(QUANTIZATIONS)},
+                "engine": {"type": "string", "enum": ["auto", "llama.cpp", "transformers"]},
             }
         ),
     },
@@ -37,11 +38,14 @@ LOAD = obj(
 UNLOAD = obj({"model_id": {"type": "string", "minLength": 1, "maxLength": 128}}, ("model_id",))
 
 
-def describe(info: ModelInfo, loaded: set[str]) -> dict[str, Any]:
-    """One model in both documents' vocabulary: FT's status/size/family, AQ's type/framework."""
+def describe(info: ModelInfo, loaded: set[str], engines: dict[str, str] | None = None,
+             ) -> dict[str, Any]:  # fmt: skip
+    """One model in both documents' vocabulary: FT's status/size/family, AQ's type/framework;
+    ``engine``: the local engine serving it while loaded (llama.cpp, transformers)."""
     params = dict(info.parameters)
     status = "loaded" if info.id in loaded else info.status
     return {
+        "engine": (engines or {}).get(info.id),
         "id": info.id,
         "name": info.name,
         "size": info.size,
@@ -66,7 +70,8 @@ def describe(info: ModelInfo, loaded: set[str]) -> dict[str, Any]:
 def list_models() -> dict[str, Any]:
     c = compute()
     loaded = set(c.local.loaded_models()) if c.local is not None else set()
-    models = [describe(m, loaded) for m in c.store.list()]
+    info = getattr(c.local, "runtime_info", None) or {}
+    models = [describe(m, loaded, info.get("engines")) for m in c.store.list()]
     known = {m["id"] for m in models}
     for backend in c.router.backends():
         for model_id in backend.get("models") or []:
@@ -150,9 +155,11 @@ def load() -> dict[str, Any]:
     c.require_model(model_id)
     device = params.get("device", "auto")
     quantization = params.get("quantization", "none")
+    engine = params.get("engine")
     bus().publish("model_status", {"model_id": model_id, "status": "loading", "progress": 0.0})
     try:
-        seconds = c.local.load(model_id, device=device, quantization=quantization)
+        seconds = c.local.load(model_id, device=device, quantization=quantization,
+                               **({"engine": engine} if engine else {}))
     except Exception:
         bus().publish("model_status", {"model_id": model_id, "status": "error", "progress": 0.0})
         raise
@@ -164,6 +171,7 @@ def load() -> dict[str, Any]:
         "load_time": round(seconds, 3),
         "device": device,
         "quantization": quantization,
+        "engine": getattr(c.local, "engine_of", lambda _m: None)(model_id),
     }
 
 

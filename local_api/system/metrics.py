@@ -112,6 +112,7 @@ class _BackendCollector(Collector):
         for reason, count in (registry.lost.counts.items() if registry is not None else ()):
             lost.add_metric([reason], float(count))
         yield from (healthy, latency, outstanding, failovers, lost)
+        yield from _engine_queues(compute)
 
 
 def tokens_by_backend() -> dict[str, float]:
@@ -122,6 +123,20 @@ def tokens_by_backend() -> dict[str, float]:
     return {sample.labels["backend"]: sample.value
             for family in found.tokens.collect() for sample in family.samples
             if sample.name.endswith("_total")}
+
+
+def _engine_queues(compute: Any) -> Iterator[Metric]:
+    """The llama.cpp engine's FIFO queue per loaded model: depth now, seconds waited in all."""
+    local = getattr(compute, "local", None)
+    queues = (getattr(local, "runtime_info", None) or {}).get("queues") or {}
+    depth = GaugeMetricFamily("bridge_engine_queue_depth",
+                              "Requests waiting for a llama.cpp model", labels=["model"])
+    waited = CounterMetricFamily("bridge_engine_queue_wait_seconds",
+                                 "Seconds requests waited for a llama.cpp model", labels=["model"])
+    for model, stats in queues.items():
+        depth.add_metric([model], float(stats["queue_depth"]))
+        waited.add_metric([model], float(stats["queue_wait_seconds"]))
+    yield from (depth, waited)
 
 
 def metrics(app: Flask | None = None) -> Metrics | None:

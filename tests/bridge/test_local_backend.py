@@ -14,6 +14,7 @@ from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import ContextLengthExceeded, ModelNotFound, ValidationError
 from bridge.models.store import ModelCorrupted, ModelStore
 from bridge.types import Backend, Completion, Done, GenerateRequest, Message, Token, collect
+from tests.support.model import tiny_model
 
 pytestmark = pytest.mark.model
 CAPITAL = "What is the capital of France?"
@@ -36,7 +37,8 @@ def test_greedy_answer_names_paris(local_backend: LocalBackend) -> None:
     assert "Paris" in answer.text
     assert "<|im_end|>" not in answer.text
     assert answer.done == Done(
-        answer.done.prompt_tokens, answer.done.completion_tokens, "stop", backend="local"
+        answer.done.prompt_tokens, answer.done.completion_tokens, "stop", backend="local",
+        engine="transformers",
     )
     assert 0 < answer.done.completion_tokens <= 16
     assert answer.text == "".join(e.text for e in answer.events if isinstance(e, Token))
@@ -85,7 +87,7 @@ def test_prefill_continues_without_repeating(local_backend: LocalBackend) -> Non
 
 
 def test_a_long_prompt_is_refused_or_truncated_on_request(model_store: ModelStore) -> None:
-    backend = LocalBackend(model_store, keep_alive=None, max_context=64)
+    backend = LocalBackend(model_store, keep_alive=None, max_context=64, engine="transformers")
     try:
         with pytest.raises(ContextLengthExceeded) as refused:
             ask(backend, "blah " * 200 + CAPITAL, max_tokens=8)
@@ -105,7 +107,7 @@ def test_a_long_prompt_is_refused_or_truncated_on_request(model_store: ModelStor
 
 
 def test_idle_model_is_unloaded_after_keep_alive(model_store: ModelStore) -> None:
-    backend = LocalBackend(model_store, keep_alive=0)
+    backend = LocalBackend(model_store, keep_alive=0, engine="transformers")
     try:
         assert "Paris" in ask(backend).text
         assert backend.loaded_models() == [DEFAULT_MODEL_ID]  # asking unloads nothing
@@ -143,7 +145,6 @@ def test_concurrent_requests_are_batched(local_backend: LocalBackend) -> None:
 
 
 def test_closing_a_stream_cancels_it_and_others_finish(local_backend: LocalBackend) -> None:
-    manager = local_backend.manager(DEFAULT_MODEL_ID)
     long = local_backend.generate(
         GenerateRequest(model=DEFAULT_MODEL_ID, prompt="1, 2, 3, 4,", chat=False, max_tokens=2000)
     )
@@ -154,7 +155,7 @@ def test_closing_a_stream_cancels_it_and_others_finish(local_backend: LocalBacke
     long.close()
     thread.join()
     assert "Paris" in other[0].text
-    scheduler = manager.batch_processor.scheduler
+    scheduler = local_backend.manager(DEFAULT_MODEL_ID).batch_processor.scheduler
     deadline = time.monotonic() + 30  # an uncancelled 2000-token request would still be running
     while (scheduler.active_requests or scheduler.waiting_requests) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -178,7 +179,7 @@ def test_unknown_model_and_bad_requests(local_backend: LocalBackend) -> None:
 def test_bitsandbytes_quantized_load_answers(model_store: ModelStore, quantization: str) -> None:
     # bitsandbytes and accelerate are installed by `make` (the `quant` extra); on CPU both
     # modes load and stay faithful on this prompt, slower than fp32 (see make bench).
-    backend = LocalBackend(model_store, keep_alive=None)
+    backend = LocalBackend(model_store, keep_alive=None, engine="transformers")
     try:
         assert backend.load(DEFAULT_MODEL_ID, quantization=quantization) > 0
         assert "Paris" in ask(backend).text
@@ -193,17 +194,9 @@ def test_held_back_guards_stop_prefixes_and_half_characters() -> None:
 
 
 def _tiny_model(model_store: ModelStore, dest: Path) -> Path:
-    """A randomly initialised two-layer Llama with the default model's tokenizer (fast to load)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     source = model_store.get(DEFAULT_MODEL_ID).path
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=256)
-    LlamaForCausalLM(config).save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
+    assert source is not None
+    return tiny_model(source, dest)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "config"])

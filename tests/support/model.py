@@ -1,4 +1,5 @@
-"""Session fixtures for the real default model: one converted store, one loaded LocalBackend."""
+"""Session fixtures for the real default model: one converted store, one LocalBackend on
+transformers, one on llama.cpp (straight from the packaged GGUF)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,31 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
 @pytest.fixture(scope="session")
 def local_backend(model_store: ModelStore) -> Iterator[LocalBackend]:
     """One LocalBackend with the default model loaded, shared by the session."""
-    backend = LocalBackend(model_store, keep_alive=None)
+    backend = LocalBackend(model_store, keep_alive=None, engine="transformers")
     backend.load(DEFAULT_MODEL_ID)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def llama_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+    """One LocalBackend serving the default model's packaged GGUF with llama.cpp (no
+    conversion, an empty store), shared by the session."""
+    store = ModelStore(tmp_path_factory.mktemp("gguf-models"))
+    backend = LocalBackend(store, keep_alive=None, engine="llama.cpp", threads=2)
+    backend.load(DEFAULT_MODEL_ID)
+    yield backend
+    backend.close()
+
+
+def tiny_model(source: Path, dest: Path) -> Path:
+    """A randomly initialised two-layer Llama with the default model's tokenizer (fast to load)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=256)
+    LlamaForCausalLM(config).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest

@@ -108,6 +108,9 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory, model_store: object) -> It
         "JUPYTER_PLATFORM_DIRS": "1",
         "BRIDGE_HOME": str(root / "bridge-home"),
         "BRIDGE_MODELS_HOME": str(model_store.root),  # type: ignore[attr-defined]
+        # the worker serves the converted model on transformers, as the local fixture does
+        # (on CPU, auto would pick llama.cpp, whose answer to the chat question differs)
+        "BRIDGE_ENGINE": "transformers",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "COLAB_STANDIN_FILE": str(root / "colab-standin-url"),
     }
