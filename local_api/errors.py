@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bridge import errors
@@ -65,6 +68,40 @@ def _from_http(exc: HTTPException) -> errors.BridgeError:
         error.status = status
         return error
     return cls()
+
+
+def register_dialect(
+    bp: Blueprint,
+    *,
+    body: Callable[[errors.BridgeError], dict[str, Any]],
+    from_http: Callable[[HTTPException], errors.BridgeError],
+    internal: Callable[[], errors.BridgeError],
+    logger: logging.Logger,
+) -> None:
+    """Answer every failure under ``bp`` in another dialect's error shape (OpenAI's, Ollama's);
+    the app's envelope stays everywhere else. ``body`` encodes an error, ``from_http``
+    translates werkzeug's and Flask-Limiter's, ``internal`` is what an unexpected exception
+    becomes (logged with its request id); each answer keeps the error's headers."""
+
+    def respond(exc: errors.BridgeError) -> Response:
+        response = Response(json.dumps(body(exc)), exc.status, mimetype="application/json")
+        response.headers.update(exc.headers)
+        return response
+
+    @bp.errorhandler(errors.BridgeError)
+    def _bridge_error(exc: errors.BridgeError) -> Response:
+        if exc.status >= 500:
+            logger.warning("request %s failed: %s %s", request_id(), exc.code, exc.message)
+        return respond(exc)
+
+    @bp.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return respond(from_http(exc))
+
+    @bp.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("request %s raised an unexpected error", request_id())
+        return respond(internal())
 
 
 def init_app(app: Flask) -> None:

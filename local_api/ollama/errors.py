@@ -8,7 +8,6 @@ stream that fails after its first byte ends with one more line ``{"error": "..."
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,7 +15,7 @@ from flask import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
 from bridge import errors
-from local_api.errors import request_id
+from local_api.errors import register_dialect, request_id
 
 log = logging.getLogger("compute_bridge.ollama")
 
@@ -42,44 +41,27 @@ def error_body(exc: errors.BridgeError) -> dict[str, Any]:
     return {"error": message(exc)}
 
 
-def error_response(exc: errors.BridgeError) -> Response:
-    """The JSON answer for ``exc``, with its headers (Retry-After, Allow)."""
-    response = Response(json.dumps(error_body(exc)), exc.status, mimetype="application/json")
-    response.headers.update(exc.headers)
-    return response
+def from_http(exc: HTTPException) -> errors.BridgeError:
+    """werkzeug's and Flask-Limiter's errors, in this dialect's words."""
+    status = exc.code or 500
+    ready = getattr(exc, "response", None)
+    if status == 429:  # Flask-Limiter's breach, answered in the /api envelope by limits.py
+        retry = ready.headers.get("Retry-After") if isinstance(ready, Response) else None
+        text = "rate limit exceeded" + (f"; try again in {retry}s" if retry else "")
+        return errors.RateLimitExceeded(text, headers={"Retry-After": retry} if retry else None)
+    if status == 400:
+        return errors.ValidationError("invalid request body")
+    if status == 413:
+        return errors.PayloadTooLarge()
+    error = errors.BridgeError(exc.description or exc.name)
+    error.status = status
+    allowed = sorted(getattr(exc, "valid_methods", None) or [])
+    if allowed:
+        error.headers["Allow"] = ", ".join(allowed)
+    return error
 
 
 def register(bp: Blueprint) -> None:
     """Answer every failure under ``bp`` in Ollama's shape (the app's envelope stays elsewhere)."""
-
-    @bp.errorhandler(errors.BridgeError)
-    def _bridge_error(exc: errors.BridgeError) -> Response:
-        if exc.status >= 500:
-            log.warning("request %s failed: %s %s", request_id(), exc.code, exc.message)
-        return error_response(exc)
-
-    @bp.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        ready = getattr(exc, "response", None)
-        if status == 429:  # Flask-Limiter's breach, answered in the /api envelope by limits.py
-            retry = ready.headers.get("Retry-After") if isinstance(ready, Response) else None
-            text = "rate limit exceeded" + (f"; try again in {retry}s" if retry else "")
-            return error_response(
-                errors.RateLimitExceeded(text, headers={"Retry-After": retry} if retry else None)
-            )
-        if status == 400:
-            return error_response(errors.ValidationError("invalid request body"))
-        if status == 413:
-            return error_response(errors.PayloadTooLarge())
-        error = errors.BridgeError(exc.description or exc.name)
-        error.status = status
-        allowed = sorted(getattr(exc, "valid_methods", None) or [])
-        if allowed:
-            error.headers["Allow"] = ", ".join(allowed)
-        return error_response(error)
-
-    @bp.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("request %s raised an unexpected error", request_id())
-        return error_response(errors.BridgeError("internal server error"))
+    register_dialect(bp, body=error_body, from_http=from_http, logger=log,
+                     internal=lambda: errors.BridgeError("internal server error"))

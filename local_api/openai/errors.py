@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,7 +9,7 @@ from flask import Blueprint, Response
 from werkzeug.exceptions import HTTPException
 
 from bridge import errors
-from local_api.errors import request_id
+from local_api.errors import register_dialect, request_id
 
 log = logging.getLogger("compute_bridge.openai")
 
@@ -61,52 +60,33 @@ def error_body(exc: errors.BridgeError) -> dict[str, Any]:
     }
 
 
-def error_response(exc: errors.BridgeError) -> Response:
-    """The JSON answer for ``exc``, with its headers (Retry-After, Allow)."""
-    response = Response(json.dumps(error_body(exc)), exc.status, mimetype="application/json")
-    response.headers.update(exc.headers)
-    return response
+def from_http(exc: HTTPException) -> errors.BridgeError:
+    """werkzeug's and Flask-Limiter's errors, in this dialect's words."""
+    status = exc.code or 500
+    ready = getattr(exc, "response", None)
+    if status == 429:  # Flask-Limiter's breach, answered in the /api envelope by limits.py
+        details = {}
+        if isinstance(ready, Response) and ready.is_json:
+            details = (ready.get_json(silent=True) or {}).get("error", {}).get("details", {})
+        retry = ready.headers.get("Retry-After") if isinstance(ready, Response) else None
+        message = f"Rate limit reached ({details.get('window', exc.description)})"
+        if retry:
+            message += f"; try again in {retry}s"
+        return errors.RateLimitExceeded(message, headers={"Retry-After": retry} if retry else None)
+    if status == 400:
+        return errors.ValidationError("Request body is not valid JSON or is malformed")
+    error = errors.BridgeError(exc.description or exc.name)
+    error.status = status
+    error.code = exc.name.upper().replace(" ", "_")
+    allowed = sorted(getattr(exc, "valid_methods", None) or [])
+    if allowed:
+        error.headers["Allow"] = ", ".join(allowed)
+    return error
 
 
 def register(bp: Blueprint) -> None:
     """Answer every failure under ``bp`` in OpenAI's shape (the app's envelope stays elsewhere)."""
-
-    @bp.errorhandler(errors.BridgeError)
-    def _bridge_error(exc: errors.BridgeError) -> Response:
-        if exc.status >= 500:
-            log.warning("request %s failed: %s %s", request_id(), exc.code, exc.message)
-        return error_response(exc)
-
-    @bp.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        ready = getattr(exc, "response", None)
-        if status == 429:  # Flask-Limiter's breach, answered in the /api envelope by limits.py
-            details = {}
-            if isinstance(ready, Response) and ready.is_json:
-                details = (ready.get_json(silent=True) or {}).get("error", {}).get("details", {})
-            retry = ready.headers.get("Retry-After") if isinstance(ready, Response) else None
-            message = f"Rate limit reached ({details.get('window', exc.description)})"
-            if retry:
-                message += f"; try again in {retry}s"
-            return error_response(
-                errors.RateLimitExceeded(message, headers={"Retry-After": retry} if retry else None)
-            )
-        if status == 400:
-            return error_response(
-                errors.ValidationError("Request body is not valid JSON or is malformed")
-            )
-        error = errors.BridgeError(exc.description or exc.name)
-        error.status = status
-        error.code = exc.name.upper().replace(" ", "_")
-        allowed = sorted(getattr(exc, "valid_methods", None) or [])
-        if allowed:
-            error.headers["Allow"] = ", ".join(allowed)
-        return error_response(error)
-
-    @bp.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("request %s raised an unexpected error", request_id())
-        return error_response(
-            errors.BridgeError(f"Internal server error (request id {request_id()})")
-        )
+    register_dialect(
+        bp, body=error_body, from_http=from_http, logger=log,
+        internal=lambda: errors.BridgeError(f"Internal server error (request id {request_id()})"),
+    )
