@@ -36,11 +36,10 @@ def key_for(user_id: int, request_: GenerateRequest) -> str:
     return "answer:" + hashlib.sha256(material.encode()).hexdigest()
 
 
-def wanted(request_: GenerateRequest, cache_control: str = "") -> bool:
-    """Deterministic and not refused by the client's Cache-Control (the given value, else
-    the current HTTP request's header)."""
-    if not cache_control and has_request_context():
-        cache_control = request.headers.get("Cache-Control", "")
+def wanted(request_: GenerateRequest) -> bool:
+    """Deterministic and not refused by the HTTP request's Cache-Control (a /ws frame,
+    outside any HTTP request, has none)."""
+    cache_control = request.headers.get("Cache-Control", "") if has_request_context() else ""
     directives = cache_control.lower()
     return request_.deterministic and "no-cache" not in directives and "no-store" not in directives
 

@@ -87,7 +87,6 @@ def start(
     prompt: str,
     conversation_id: str | None = None,
     names: dict[str, str] | None = None,
-    cache_control: str = "",
 ) -> Job:
     """Validate, resolve the model, prepend the stored history and look in the cache.
 
@@ -105,7 +104,7 @@ def start(
         past = conversations.history(conversation_id, who.user_id)
         request = replace(request, messages=(*past, *request.messages))
     job = Job(who, request, prompt, conversation_id)
-    if cache.wanted(request, cache_control):
+    if cache.wanted(request):
         job.cache_key = cache.key_for(who.user_id, request)
         job.hit = cache.get(job.cache_key)
     return job
