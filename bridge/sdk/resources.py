@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 from bridge.errors import BridgeError, Conflict, DownloadFailed, Unauthorized
+from bridge.sdk.requester import Requester
 from bridge.sdk.stream import ChatStream
 from bridge.sdk.types import (
     ApiKey,
@@ -24,31 +25,6 @@ from bridge.sdk.types import (
 )
 
 V1 = "/api/v1"
-
-
-class Requester(Protocol):
-    """What a resource needs of ``bridge.Client``: requests, streams and the stored tokens."""
-
-    refresh_token: str | None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-        auth: bool = True,
-        timeout: float | None = None,
-    ) -> Any: ...
-
-    def open_stream(self, path: str, body: dict[str, Any], final: type[Any]) -> ChatStream: ...
-
-    def _login(self, username: str, password: str) -> dict[str, Any]: ...
-
-    def _store(self, answer: dict[str, Any]) -> None: ...
-
-    def _forget(self) -> None: ...
 DOWNLOAD_DONE = ("completed", "ready", "failed", "cancelled", "error")
 CONNECT_TIMEOUT = 600.0  # the longest launch the service allows (Colab: runtime, papermill, worker)
 
