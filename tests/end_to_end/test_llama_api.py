@@ -27,46 +27,37 @@ def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Fla
     shutdown(application)
 
 
-@pytest.fixture
-def headers(http: httpx.Client) -> dict[str, str]:
-    http.post("/api/auth/register",
-              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
-    token = http.post("/api/auth/login",
-                      json={"username": "alice", "password": "longenough"}).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def test_every_surface_says_llama_cpp_serves(http: httpx.Client, headers: dict[str, str]) -> None:
-    answer = http.post("/api/generate", headers=headers, json={
+def test_every_surface_says_llama_cpp_serves(http: httpx.Client, bearer: dict[str, str]) -> None:
+    answer = http.post("/api/generate", headers=bearer, json={
         "model": DEFAULT_MODEL_ID, "prompt": "Name three colors.",
         "parameters": {"temperature": 0, "max_tokens": 12}}).json()
     assert answer["backend"] == "local" and answer["engine"] == "llama.cpp", answer
     assert answer["usage"]["completion_tokens"] > 0
-    models = {m["id"]: m for m in http.get("/api/models", headers=headers).json()["models"]}
+    models = {m["id"]: m for m in http.get("/api/models", headers=bearer).json()["models"]}
     assert models[DEFAULT_MODEL_ID]["engine"] == "llama.cpp"
-    status = http.get("/api/system/status", headers=headers).json()
+    status = http.get("/api/system/status", headers=bearer).json()
     local = next(b for b in status["backends"] if b["kind"] == "local")
     assert local["runtime_info"]["engines"] == {DEFAULT_MODEL_ID: "llama.cpp"}
     assert local["runtime_info"]["llama_cpp"]["available"] is True
 
 
-def test_load_names_its_engine(http: httpx.Client, headers: dict[str, str]) -> None:
-    loaded = http.post("/api/models/load", headers=headers, json={
+def test_load_names_its_engine(http: httpx.Client, bearer: dict[str, str]) -> None:
+    loaded = http.post("/api/models/load", headers=bearer, json={
         "model_id": DEFAULT_MODEL_ID, "parameters": {"engine": "llama.cpp"}})
     assert loaded.status_code == 200, loaded.text
     assert loaded.json()["engine"] == "llama.cpp"
-    unknown = http.post("/api/models/load", headers=headers, json={
+    unknown = http.post("/api/models/load", headers=bearer, json={
         "model_id": DEFAULT_MODEL_ID, "parameters": {"engine": "vllm"}})
     assert unknown.status_code == 400
 
 
 def test_concurrent_clients_queue_and_metrics_show_it(
-    http: httpx.Client, headers: dict[str, str]
+    http: httpx.Client, bearer: dict[str, str]
 ) -> None:
     texts: list[str] = []
 
     def client() -> None:
-        response = http.post("/v1/completions", headers={**headers, "Cache-Control": "no-cache"},
+        response = http.post("/v1/completions", headers={**bearer, "Cache-Control": "no-cache"},
                              json={"model": DEFAULT_MODEL_ID, "prompt": "The capital of France is",
                                    "max_tokens": 8, "temperature": 0})  # fmt: skip
         texts.append(response.json()["choices"][0]["text"])

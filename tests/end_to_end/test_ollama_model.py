@@ -31,19 +31,10 @@ def app(
     shutdown(application)
 
 
-@pytest.fixture
-def headers(http: httpx.Client) -> dict[str, str]:
-    http.post("/api/auth/register",
-              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
-    token = http.post("/api/auth/login",
-                      json={"username": "alice", "password": "longenough"}).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.mark.model
 def test_ollama_client_chats_with_the_model(live_server: LiveServer,
-                                            headers: dict[str, str]) -> None:
-    with ollama.Client(host=f"{live_server.url}/ollama", headers=headers, timeout=120) as client:
+                                            bearer: dict[str, str]) -> None:
+    with ollama.Client(host=f"{live_server.url}/ollama", headers=bearer, timeout=120) as client:
         options = {"temperature": 0, "num_predict": 24}
         reply = client.chat(model=DEFAULT_MODEL_ID, messages=QUESTION, options=options)
         assert "Paris" in (reply.message.content or "")
@@ -56,7 +47,7 @@ def test_ollama_client_chats_with_the_model(live_server: LiveServer,
 
 @pytest.mark.model
 def test_truncate_is_opt_in_with_the_model(
-    app_config: dict[str, Any], model_store: ModelStore, headers: dict[str, str]
+    app_config: dict[str, Any], model_store: ModelStore, bearer: dict[str, str]
 ) -> None:
     small = LocalBackend(model_store, keep_alive=None, max_context=96)  # same weights, short window
     application = create_app(app_config, router=Router(small), local=small, store=model_store)
@@ -67,10 +58,10 @@ def test_truncate_is_opt_in_with_the_model(
                                  {"role": "assistant", "content": "Noted."}, *QUESTION],
                     "options": {"temperature": 0, "num_predict": 8}}
             url = f"{server.url}/ollama/api/chat"
-            refused = httpx.post(url, json=body, headers=headers, timeout=120)
+            refused = httpx.post(url, json=body, headers=bearer, timeout=120)
             assert refused.status_code == 400
             assert "exceeds the context length" in refused.json()["error"]
-            cut = httpx.post(url, json={**body, "truncate": True}, headers=headers, timeout=120)
+            cut = httpx.post(url, json={**body, "truncate": True}, headers=bearer, timeout=120)
             answer = cut.json()
             assert cut.status_code == 200 and answer["prompt_truncated"] is True, answer
             assert answer["prompt_eval_count"] <= 96 - 8 and answer["eval_count"] > 0

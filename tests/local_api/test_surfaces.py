@@ -46,14 +46,6 @@ def app(app_config: dict[str, Any], fake: SurfaceFake, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
-def key(http: httpx.Client) -> str:
-    http.post("/api/auth/register",
-              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
-    login = http.post("/api/auth/login", json={"username": "alice", "password": "longenough"})
-    return str(login.json()["access_token"])
-
-
-@pytest.fixture
 def worker(fake: SurfaceFake) -> Iterator[WorkerServer]:
     server = WorkerServer(create_worker_app(fake, SECRET)).start()
     yield server
@@ -150,8 +142,9 @@ API_SURFACES = list(SURFACES)
 
 
 @pytest.fixture
-def ctx(http: httpx.Client, key: str, live_server: LiveServer, worker: WorkerServer) -> Ctx:
-    return Ctx(http, key, live_server, worker)
+def ctx(http: httpx.Client, access_token: str, live_server: LiveServer,
+        worker: WorkerServer) -> Ctx:
+    return Ctx(http, access_token, live_server, worker)
 
 
 def _oai_code(code: str | None) -> str | None:

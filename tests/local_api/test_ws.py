@@ -33,14 +33,6 @@ def app(app_config: dict[str, Any], fake: LocalFake, tmp_path: Path) -> Iterator
     shutdown(application)
 
 
-@pytest.fixture
-def token(http: httpx.Client) -> str:
-    http.post("/api/auth/register",
-              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
-    login = http.post("/api/auth/login", json={"username": "alice", "password": "longenough"})
-    return str(login.json()["access_token"])
-
-
 def connect(server: LiveServer, token: str, *, in_query: bool = False) -> websocket.WebSocket:
     url = server.url.replace("http://", "ws://") + "/ws"
     if in_query:
@@ -74,10 +66,10 @@ def test_refuses_without_token(live_server: LiveServer) -> None:
 
 
 def test_chat_stream_tokens_then_final(
-    live_server: LiveServer, token: str, fake: LocalFake, http: httpx.Client
+    live_server: LiveServer, access_token: str, fake: LocalFake, http: httpx.Client
 ) -> None:
     fake.queue("streamed over a socket")
-    ws = connect(live_server, token, in_query=True)
+    ws = connect(live_server, access_token, in_query=True)
     try:
         ws.send(json.dumps({"event": "chat.stream",
                             "data": {"prompt": "hi", "model_id": DEFAULT_MODEL_ID}}))
@@ -95,12 +87,12 @@ def test_chat_stream_tokens_then_final(
     assert tokens == final["completion"] == "streamed over a socket"
     assert final["usage"]["completion_tokens"] == 4 and final["backend"] == "local"
     stored = http.get(f"/api/conversations/{final['conversation_id']}",
-                      headers={"Authorization": f"Bearer {token}"}).json()
+                      headers={"Authorization": f"Bearer {access_token}"}).json()
     assert stored["conversation"]["messages"][-1]["content"] == "streamed over a socket"
 
 
-def test_ft_type_key_and_chat_update_push(live_server: LiveServer, token: str) -> None:
-    ws = connect(live_server, token)
+def test_ft_type_key_and_chat_update_push(live_server: LiveServer, access_token: str) -> None:
+    ws = connect(live_server, access_token)
     try:
         ws.send(json.dumps({"type": "chat.stream", "data": {"prompt": "hello"}}))
         frames = until(ws, "chat_update")
@@ -111,8 +103,10 @@ def test_ft_type_key_and_chat_update_push(live_server: LiveServer, token: str) -
     assert update["message"]["role"] == "assistant" and update["message"]["content"]
 
 
-def test_bad_frames_get_errors_and_the_socket_stays(live_server: LiveServer, token: str) -> None:
-    ws = connect(live_server, token)
+def test_bad_frames_get_errors_and_the_socket_stays(
+    live_server: LiveServer, access_token: str
+) -> None:
+    ws = connect(live_server, access_token)
     try:
         for bad in ("not json", "[1,2]", json.dumps({"event": "launch.missiles", "data": {}}),
                     json.dumps({"event": "chat.stream", "data": {"prompt": ""}}),
@@ -129,8 +123,8 @@ def test_bad_frames_get_errors_and_the_socket_stays(live_server: LiveServer, tok
         ws.close()
 
 
-def test_system_status_subscription(live_server: LiveServer, token: str) -> None:
-    ws = connect(live_server, token)
+def test_system_status_subscription(live_server: LiveServer, access_token: str) -> None:
+    ws = connect(live_server, access_token)
     try:
         ws.send(json.dumps({"event": "system.status", "data": {"interval": 0.2}}))
         first, second = receive(ws), receive(ws)
@@ -146,13 +140,13 @@ def test_system_status_subscription(live_server: LiveServer, token: str) -> None
 
 
 def test_model_status_pushed_during_load(
-    live_server: LiveServer, token: str, http: httpx.Client
+    live_server: LiveServer, access_token: str, http: httpx.Client
 ) -> None:
-    ws = connect(live_server, token)
+    ws = connect(live_server, access_token)
     try:
         ws.send(json.dumps({"event": "ping"}))
         assert receive(ws)["event"] == "pong"  # subscribed before the load starts
-        http.post("/api/v1/models/load", headers={"Authorization": f"Bearer {token}"},
+        http.post("/api/v1/models/load", headers={"Authorization": f"Bearer {access_token}"},
                   json={"model_id": DEFAULT_MODEL_ID})
         statuses = [receive(ws)["data"] for _ in range(2)]
     finally:

@@ -130,3 +130,19 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
 def http(live_server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_server.url, timeout=30) as session:
         yield session
+
+
+@pytest.fixture
+def access_token(http: httpx.Client) -> str:
+    """Alice, registered and logged in over real HTTP (``http``): her access token."""
+    http.post("/api/auth/register",
+              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
+    login = http.post("/api/auth/login", json={"username": "alice", "password": "longenough"})
+    assert login.status_code == 200, login.text
+    return str(login.json()["access_token"])
+
+
+@pytest.fixture
+def bearer(access_token: str) -> dict[str, str]:
+    """The ``Authorization`` header of ``access_token``."""
+    return {"Authorization": f"Bearer {access_token}"}
