@@ -53,16 +53,26 @@ class Session:
         self.interval = 0.0
         self.next_status = float("inf")
         self.open = True
+        self.cancels: dict[str | int, threading.Event] = {}  # chat id -> set to stop that chat
 
-    def send(self, name: str, data: dict[str, Any]) -> None:
+    def send(self, name: str, data: dict[str, Any], chat_id: str | int | None = None) -> None:
+        frame: dict[str, Any] = {"event": name, "type": name, "data": data}
+        if chat_id is not None:
+            frame["id"] = chat_id
         with self.lock:
-            self.ws.send(json.dumps({"event": name, "type": name, "data": data}))
+            self.ws.send(json.dumps(frame))
 
-    def error(self, exc: BridgeError, request_id: str | None = None) -> None:
-        self.send("error", exc.to_dict(request_id or f"ws-{secrets.token_hex(6)}"))
+    def error(self, exc: BridgeError, request_id: str | None = None,
+              chat_id: str | int | None = None) -> None:
+        self.send("error", exc.to_dict(request_id or f"ws-{secrets.token_hex(6)}"), chat_id)
 
     def handle(self, raw: str | bytes) -> None:
-        """One client frame; every failure answers an ``error`` frame and the socket stays."""
+        """One client frame; every failure answers an ``error`` frame and the socket stays.
+
+        A frame's optional ``id`` (string or integer) is echoed on every frame answering it, so
+        one socket can run several chats at once; ``chat.cancel`` with that ``id`` stops one.
+        """
+        chat_id = None
         try:
             frame = parse_json(raw)
             if not isinstance(frame, dict):
@@ -70,9 +80,14 @@ class Session:
             check(frame, FRAME)
             name = frame.get("event") or frame.get("type")
             data = frame.get("data") or {}
+            chat_id = frame.get("id")
             if name == "chat.stream":
                 check(data, CHAT)
-                threading.Thread(target=self.chat, args=(data,), daemon=True).start()
+                cancel = self._claim(chat_id)
+                threading.Thread(target=self.chat, args=(data, chat_id, cancel),
+                                 daemon=True).start()
+            elif name == "chat.cancel":
+                self._cancel(chat_id)
             elif name == "system.status":
                 check(data, STATUS)
                 self.interval = float(data["interval"])
@@ -81,21 +96,55 @@ class Session:
                 self.send("pong", {})
             else:
                 raise ValidationError(
-                    f"Unknown event {name!r}: use chat.stream or system.status",
+                    f"Unknown event {name!r}: use chat.stream, chat.cancel or system.status",
                     details={"event": str(name)[:64]},
                 )
         except BridgeError as exc:
-            self.error(exc)
+            self.error(exc, chat_id=chat_id)
         except Exception:
-            self.internal_error()
+            self.internal_error(chat_id)
 
-    def internal_error(self) -> None:
+    def _claim(self, chat_id: str | int | None) -> threading.Event:
+        """The cancel flag of a new chat; an ``id`` already streaming on this socket is refused."""
+        cancel = threading.Event()
+        if chat_id is None:
+            return cancel
+        with self.lock:
+            if chat_id in self.cancels:
+                raise ValidationError("A chat with this id is already streaming on this socket",
+                                      details={"id": chat_id})
+            self.cancels[chat_id] = cancel
+        return cancel
+
+    def _cancel(self, chat_id: str | int | None) -> None:
+        with self.lock:
+            cancel = self.cancels.get(chat_id) if chat_id is not None else None
+        if cancel is None:
+            raise ValidationError("chat.cancel needs the id of a chat streaming on this socket",
+                                  details={"id": chat_id})
+        cancel.set()
+
+    def internal_error(self, chat_id: str | int | None = None) -> None:
         rid = f"ws-{secrets.token_hex(6)}"
         log.exception("WebSocket frame failed (request %s)", rid)
-        self.error(BridgeError("Internal server error"), rid)
+        self.error(BridgeError("Internal server error"), rid, chat_id)
 
-    def chat(self, data: dict[str, Any]) -> None:
-        """Run one chat.stream through the pipeline, frames out as events come."""
+    def chat(self, data: dict[str, Any], chat_id: str | int | None = None,
+             cancel: threading.Event | None = None) -> None:
+        """Run one chat.stream through the pipeline, frames out as events come.
+
+        Frames carry ``chat_id`` when the client gave one; ``cancel`` set stops the generation
+        at the next event and answers ``chat.cancelled`` ``{"tokens": n}``.
+        """
+        try:
+            self._chat(data, chat_id, cancel or threading.Event())
+        finally:
+            if chat_id is not None:
+                with self.lock:
+                    self.cancels.pop(chat_id, None)
+
+    def _chat(self, data: dict[str, Any], chat_id: str | int | None,
+              cancel: threading.Event) -> None:
         with self.app.app_context():
             try:
                 prompt = data["prompt"]
@@ -105,10 +154,10 @@ class Session:
                                      conversation_id=data.get("conversation_id"), names=NAMES)
                 stream = pipeline.open_stream(job)
             except BridgeError as exc:
-                self.error(exc)
+                self.error(exc, chat_id=chat_id)
                 return
             except Exception:
-                self.internal_error()
+                self.internal_error(chat_id)
                 return
 
             def encode(event: Event) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -132,11 +181,16 @@ class Session:
                 return "error", exc.to_dict(f"ws-{secrets.token_hex(6)}")
 
             frames = encode_stream(stream, encode, encode_error)
+            sent = 0
             try:
                 for name, frame in frames:
                     if not self.open:
                         return
-                    self.send(name, frame)
+                    if cancel.is_set():  # closing the frames stops the generation
+                        self.send("chat.cancelled", {"tokens": sent}, chat_id)
+                        return
+                    self.send(name, frame, chat_id)
+                    sent += name == "chat.stream"
             except Exception:  # the socket closed under us: stop generating
                 self.open = False
             finally:

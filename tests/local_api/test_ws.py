@@ -153,3 +153,39 @@ def test_model_status_pushed_during_load(
         ws.close()
     assert [s["status"] for s in statuses] == ["loading", "loaded"]
     assert statuses[-1]["progress"] == 1.0 and statuses[-1]["model_id"] == DEFAULT_MODEL_ID
+
+
+def test_chat_ids_echoed_and_chat_cancel_stops_one_chat(
+    live_server: LiveServer, access_token: str, fake: LocalFake
+) -> None:
+    fake.queue("one two three four five six", "alpha beta")
+    fake.hang_after = 2
+    ws = connect(live_server, access_token)
+    try:
+        ws.send(json.dumps({"event": "chat.stream", "id": "a", "data": {"prompt": "count"}}))
+        first = [receive(ws), receive(ws)]
+        assert [f["id"] for f in first] == ["a", "a"]
+        assert [f["data"]["token"] for f in first] == ["one", " two"]
+        assert fake.hanging.wait(10)
+        ws.send(json.dumps({"event": "chat.stream", "id": "a", "data": {"prompt": "again"}}))
+        duplicate = receive(ws)
+        assert duplicate["event"] == "error" and duplicate["id"] == "a"
+        assert duplicate["data"]["error"]["code"] == "VALIDATION_ERROR"
+        ws.send(json.dumps({"event": "chat.cancel", "id": "nope"}))
+        unknown = receive(ws)
+        assert unknown["event"] == "error" and unknown["id"] == "nope"
+        ws.send(json.dumps({"event": "chat.cancel", "id": "a"}))
+        fake.release()
+        cancelled = until(ws, "chat.cancelled")[-1]
+        assert cancelled["id"] == "a" and cancelled["data"] == {"tokens": 2}
+        fake.hang_after = None
+        ws.send(json.dumps({"event": "chat.stream", "id": 7, "data": {"prompt": "greek"}}))
+        frames = []
+        while not (frames and frames[-1]["data"]["is_final"]):
+            frame = receive(ws)
+            if frame["event"] == "chat.stream":
+                frames.append(frame)
+    finally:
+        ws.close()
+    assert all(f["id"] == 7 for f in frames)
+    assert frames[-1]["data"]["is_final"] and frames[-1]["data"]["completion"] == "alpha beta"
