@@ -432,6 +432,7 @@ export interface SocketEvents {
   chat_update: ChatUpdatePush;
   backend_switched: BackendSwitch;
   "chat.stream": Answer;
+  "chat.cancelled": { tokens: number };
   error: BridgeError;
   [name: string]: unknown;
 }
@@ -455,7 +456,8 @@ export declare class BridgeSocket {
   readonly open: boolean;
   /** Settles when the socket has closed. */
   readonly closed: Promise<{ code?: number; reason?: string }>;
-  send(event: string, data?: Record<string, unknown>): void;
+  /** Send one frame; `id` ties it to a chat (`chat.cancel`). */
+  send(event: string, data?: Record<string, unknown>, id?: string | number): void;
   on<K extends keyof SocketEvents & string>(event: K | "*", listener: (data: SocketEvents[K], event: string) => void): () => void;
   events(...names: string[]): AsyncIterableIterator<{ event: string; data: unknown }>;
   chatStream(options: ChatOptions | string): SocketChatStream;

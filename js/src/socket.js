@@ -168,7 +168,7 @@ class Inbox {
 
 /**
  * Tokens of one `chat.stream` over the socket, like the HTTP ChatStream: `final`, `text`,
- * `tokens`, `switches`. Chats on one socket run one after another (the frames carry no id).
+ * `tokens`, `switches`. Each chat has its own frame `id`, so chats on one socket run at once.
  */
 export class SocketChatStream {
   constructor(socket, data, signal) {
@@ -182,7 +182,10 @@ export class SocketChatStream {
     this._finished = new Promise((resolve) => {
       this._finish = resolve;
     });
-    this._onAbort = () => this._inbox.end(signal.reason);
+    this._onAbort = () => {
+      this._inbox.end(signal.reason);
+      this._cancel?.();
+    };
     if (signal) {
       if (signal.aborted) this._inbox.end(signal.reason);
       else signal.addEventListener("abort", this._onAbort, { once: true });
@@ -205,9 +208,10 @@ export class SocketChatStream {
     return this._inbox.return();
   }
 
-  /** Stop yielding tokens (the service finishes this answer; its frames are dropped). */
+  /** Stop yielding tokens; the service is sent `chat.cancel` and stops generating. */
   close() {
     this._inbox.end();
+    this._cancel?.();
   }
 
   async finalAnswer() {
@@ -242,7 +246,7 @@ export class SocketChatStream {
       this._inbox.end(socketError(data));
       return true;
     }
-    return false;
+    return name === "chat.cancelled";
   }
 
   _cut(baseUrl) {
@@ -278,7 +282,8 @@ export class BridgeSocket {
     this._ws = ws;
     this.baseUrl = baseUrl;
     this._listeners = new Map();
-    this._chats = [];
+    this._chats = new Map(); // frame id -> SocketChatStream
+    this._nextId = 0;
     this._statusReaders = new Set();
     this._closedByUs = false;
     this.closed = new Promise((resolve) => {
@@ -299,13 +304,14 @@ export class BridgeSocket {
     return this._ws.readyState === OPEN;
   }
 
-  /** Send one frame: `{event, type, data}`. */
-  send(event, data = {}) {
+  /** Send one frame: `{event, type, data}`, and `id` when given. */
+  send(event, data = {}, id = undefined) {
     if (!this.open) {
       throw new ServiceUnreachable(`the WebSocket to ${this.baseUrl} is closed`,
         { details: { url: this.baseUrl } });
     }
-    this._ws.send(JSON.stringify({ event, type: event, data }));
+    this._ws.send(JSON.stringify(id === undefined ? { event, type: event, data }
+      : { event, type: event, id, data }));
   }
 
   /**
@@ -330,7 +336,8 @@ export class BridgeSocket {
 
   /**
    * `chat.stream`: `{ prompt, modelId, parameters, conversationId, signal }` -> tokens.
-   * Aborting `signal` stops the iteration (the answer's remaining frames are dropped).
+   * Aborting `signal` (or leaving the loop) stops the iteration and sends `chat.cancel`, so
+   * the service stops generating. Several chats may stream on one socket at once.
    */
   chatStream(options) {
     const { prompt, modelId, model, parameters, conversationId, signal, ...shortcuts } =
@@ -342,25 +349,28 @@ export class BridgeSocket {
       parameters: parametersOf(parameters, shortcuts),
     });
     const chat = new SocketChatStream(this, data, signal);
-    const previous = this._chats.at(-1);
-    this._chats.push(chat);
-    const start = () => {
-      if (this._chats[0] !== chat) return;
-      try {
-        this.send("chat.stream", data);
-      } catch (exc) {
-        chat._inbox.end(exc);
-        this._chatDone(chat);
-      }
+    const id = `chat-${(this._nextId += 1)}`;
+    chat._id = id;
+    chat._cancel = () => {
+      // an abort or an early exit: the service stops this generation (chat.cancelled follows)
+      if (this._chats.has(id) && this.open) this.send("chat.cancel", {}, id);
     };
-    if (previous) previous._finished.then(start);
-    else start();
+    if (signal?.aborted) {
+      chat._done(); // aborted before it began: nothing is sent
+      return chat;
+    }
+    this._chats.set(id, chat);
+    try {
+      this.send("chat.stream", data, id);
+    } catch (exc) {
+      chat._inbox.end(exc);
+      this._chatDone(chat);
+    }
     return chat;
   }
 
   _chatDone(chat) {
-    const index = this._chats.indexOf(chat);
-    if (index >= 0) this._chats.splice(index, 1);
+    this._chats.delete(chat._id);
     chat._done();
   }
 
@@ -430,12 +440,11 @@ export class BridgeSocket {
     if (!frame || typeof frame !== "object") return;
     const name = frame.event || frame.type;
     const data = frame.data || {};
-    const chat = this._chats[0];
-    let handled = false;
-    if (chat && (name === "chat.stream" || name === "backend_switched" || name === "error")) {
-      handled = true;
-      if (chat._frame(name, data)) this._chatDone(chat);
-    }
+    const chat = frame.id === undefined ? undefined : this._chats.get(frame.id);
+    // frames of one of our chats that has already ended (e.g. the answer to a late
+    // chat.cancel) are that chat's, not the socket's
+    let handled = typeof frame.id === "string" && frame.id.startsWith("chat-");
+    if (chat && chat._frame(name, data)) this._chatDone(chat);
     if (!handled && name === "error") {
       for (const reader of this._statusReaders) {
         if (reader.pending) {
@@ -461,7 +470,9 @@ export class BridgeSocket {
 
   _close(event) {
     const cut = !this._closedByUs;
-    for (const chat of this._chats.splice(0)) {
+    const chats = [...this._chats.values()];
+    this._chats.clear();
+    for (const chat of chats) {
       if (cut) chat._cut(this.baseUrl);
       else {
         chat._inbox.end();

@@ -148,11 +148,16 @@ describe("WebSocket /ws (the ws package in Node)", () => {
     assert.equal(typeof socket._ws.on, "function"); // the ws package: the token went in a header
   });
 
-  test("chats on one socket run one after another; an aborted one is drained", async (t) => {
+  test("chats on one socket stream at once, each by its id; an aborted one is cancelled", async (t) => {
     const socket = await client.socket();
     t.after(() => socket.close());
+    const cancelled = [];
+    socket.on("chat.cancelled", (data) => cancelled.push(data));
+    const errors = [];
+    socket.on("error", (exc) => errors.push(exc));
     const controller = new AbortController();
-    const first = socket.chatStream({ prompt: PROMPT, ...SMALL, signal: controller.signal });
+    const long = { prompt: "Tell me a long story about a lighthouse.", maxTokens: 200 };
+    const first = socket.chatStream({ ...long, signal: controller.signal });
     const second = socket.chatStream({ prompt: "Say hello.", maxTokens: 4 });
     await assert.rejects(async () => {
       for await (const _token of first) controller.abort();
@@ -161,6 +166,10 @@ describe("WebSocket /ws (the ws package in Node)", () => {
     const final = await second.finalAnswer();
     assert.equal(final.completion, second.text);
     assert.ok(final.usage.completionTokens <= 4);
+    for (let i = 0; i < 50 && !cancelled.length; i += 1) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(cancelled.length, 1, "the service said it stopped the aborted chat");
+    assert.ok(cancelled[0].tokens >= 1 && cancelled[0].tokens < 100, JSON.stringify(cancelled));
+    assert.deepEqual(errors, []);
   });
 
   test("error frames: typed, and the socket stays open", async (t) => {
