@@ -51,6 +51,7 @@ MIGRATIONS: list[Migration] = [
     (5, "download plans (resume after restart)", _create(schema.download_plans)),
     (6, "request signing keys of API keys", _create(schema.api_key_signing)),
     (7, "download job leases, 64-bit byte counts", _download_leases),
+    (8, "leases of shared duties (Colab keep-alive)", _create(schema.leases)),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

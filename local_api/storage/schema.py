@@ -173,6 +173,14 @@ google_accounts = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+leases = Table(  # one holder at a time for work shared by API instances (Colab keep-alive)
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,
