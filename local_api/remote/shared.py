@@ -85,12 +85,13 @@ class Shared:
             every = float(getattr(self.registry.router, "probe_interval", 30.0))
             now = time.monotonic()
             try:
-                if now >= due_lease:
-                    due_lease = now + TTL / 3
-                    self.hold()
-                if now >= due_sync:
-                    due_sync = now + every
-                    self.sync()
+                with self.registry.app.app_context():  # keep-alives read the app's settings
+                    if now >= due_lease:
+                        due_lease = now + TTL / 3
+                        self.hold()
+                    if now >= due_sync:
+                        due_sync = now + every
+                        self.sync()
             except Exception:  # the database away for a moment: try again next round
                 log.warning("attached workers: sync failed", exc_info=True)
             if self._stop.wait(max(0.05, min(due_sync, due_lease) - time.monotonic())):
