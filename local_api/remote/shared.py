@@ -16,15 +16,14 @@ import contextlib
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy import select
 
 from local_api.storage import schema
 from local_api.storage.leases import Lease
 
-if TYPE_CHECKING:
-    from local_api.remote.workers import Remote
+Remote = Any  # local_api.remote.workers.Remote (not imported: it imports this module)
 
 KEEPALIVE_LEASE = "colab-keepalive"
 TTL = 30.0  # seconds the keep-alive lease lasts unrenewed (a Colab keep-alive is every ~60 s)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
@@ -16,8 +16,7 @@ from local_api.remote import google_account
 from local_api.remote.lifecycle import Attached, build_backend
 from local_api.storage import schema
 
-if TYPE_CHECKING:
-    from local_api.remote.workers import Remote
+Remote = Any  # local_api.remote.workers.Remote (not imported: it imports this module)
 
 log = logging.getLogger("compute_bridge.remote")
 
