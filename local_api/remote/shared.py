@@ -18,8 +18,9 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
+from local_api.remote import google_account
 from local_api.storage import schema
 from local_api.storage.leases import Lease
 
@@ -37,6 +38,9 @@ class Shared:
         self.registry = registry
         self.lease = Lease(registry.app.extensions["db"], KEEPALIVE_LEASE, owner)
         self.holds = False  # this instance runs the Colab keep-alives
+        self._tracked: dict[str, Any] = {}  # name -> the Attached whose requests are noted
+        self._used: dict[str, float] = {}  # name -> its last request here (keep-alive clock)
+        self._shared_used: dict[str, float] = {}  # name -> its last request on any instance
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="remote-shared", daemon=True)
 
@@ -62,9 +66,11 @@ class Shared:
         """Attach the stored workers not attached here; drop the ones whose row is gone or
         was replaced (detached or re-attached through another instance)."""
         settled = [a for a in self.registry.all() if not self.registry.is_busy(a.name)]
-        with self.registry.app.extensions["db"].connect() as conn:  # after: rows of those
-            stored = dict(conn.execute(select(schema.workers.c.name,
-                                              schema.workers.c.created_at)).all())
+        table = schema.workers
+        with self.registry.app.extensions["db"].begin() as conn:  # after: rows of those
+            rows = conn.execute(select(table.c.name, table.c.created_at, table.c.used_at)).all()
+            self._share_use(conn, {name: used for name, _, used in rows})
+        stored = {name: created for name, created, _ in rows}
         for attached in settled:
             name = attached.name
             if self.registry.is_busy(name):
@@ -77,6 +83,41 @@ class Shared:
             log.info("worker %s was attached elsewhere: routed here too", name)
             with contextlib.suppress(Exception):
                 self.registry.router.probe_worker(name)
+
+    def track(self, attached: Any) -> None:
+        """Note every request a Colab worker gets on this instance (once per attached one)."""
+        if self._tracked.get(attached.name) is attached:
+            return
+        clock, name, original = google_account.endpoints().clock, attached.name, \
+            attached.backend.generate
+
+        def generate(request: Any) -> Any:
+            self._used[name] = clock()
+            return original(request)
+
+        setattr(attached.backend, "generate", generate)  # noqa: B010 (on purpose, as watch)
+        self._tracked[name] = attached
+
+    def last_used(self, attached: Any) -> None:
+        """The holder's keep-alive counts requests sent through any instance as use."""
+        keeper, name = attached.keepalive, attached.name
+        local = keeper.last_used
+
+        def used() -> float:
+            return max(local() if local is not None else 0.0, self._used.get(name, 0.0),
+                       self._shared_used.get(name, 0.0))
+
+        keeper.last_used = used
+
+    def _share_use(self, conn: Any, stored: dict[str, float | None]) -> None:
+        """Publish this instance's newer last uses; learn the others' (one sync round)."""
+        table = schema.workers
+        for name, when in list(self._used.items()):
+            if stored.get(name) is None or when > (stored[name] or 0.0):
+                conn.execute(update(table).where(table.c.name == name, or_(
+                    table.c.used_at.is_(None), table.c.used_at < when)).values(used_at=when))
+                stored[name] = when
+        self._shared_used = {k: v for k, v in stored.items() if v is not None}
 
     def _loop(self) -> None:
         due_sync = due_lease = 0.0

@@ -120,8 +120,7 @@ class Remote:
             return True
 
     def is_busy(self, name: str) -> bool:
-        with self._lock:
-            return name in self._busy
+        return name in self._busy  # a set's membership test is atomic
 
     def settled(self, name: str) -> None:
         with self._lock:
@@ -218,6 +217,7 @@ class Remote:
         colab = attached.colab
         if colab is None or attached.client is None:
             return
+        self.shared.track(attached)  # its requests here count for the holder's idle check
         if not self.shared.holds:  # another instance keeps Colab runtimes alive
             if attached.keepalive is not None:
                 attached.keepalive.stop()
@@ -226,6 +226,7 @@ class Remote:
         if attached.keepalive is None:
             attached.keepalive = google_account.keeper(attached.client, colab)
         lifecycle.watch(attached, google_account.endpoints().clock, self._gone)
+        self.shared.last_used(attached)
         if attached.keepalive.state != "gone" and not attached.keepalive.started:
             attached.keepalive.start()
 
@@ -269,8 +270,7 @@ class Remote:
             self.stamps[attached.name] = stamp
 
     def close(self) -> None:
-        """Stop keep-alive threads and the sync (the router closes the backends); give the
-        keep-alive lease up."""
+        """Stop keep-alives and the sync, give the lease up (the router closes backends)."""
         self._closed.set()
         self.shared.close()
         with self._lock:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -162,6 +163,8 @@ workers = Table(
     Column("runtime", JSON, nullable=False, default=dict),  # runtime_info, colab assignment...
     Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL")),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # the last request any instance sent it (the keep-alive's clock): the idle check's input
+    Column("used_at", Float),
 )
 
 google_accounts = Table(

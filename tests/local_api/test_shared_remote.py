@@ -112,6 +112,13 @@ def test_colab_keep_alives_run_on_one_instance_and_move_when_it_dies(
     assert _keeper_running(first) and not _keeper_running(second)
     assert second.extensions["remote"].shared.lease.holder() == "a"
 
+    # a request sent through the other instance counts as use for the holder's idle check
+    keeper = first.extensions["remote"].get("colab-t4-1").keepalive
+    google.colab.now += 600
+    assert keeper.last_used() < google.colab.now
+    assert ask(second.test_client(), headers)["backend"] == "colab-t4-1"
+    _until(lambda: keeper.last_used() == google.colab.now, 2 * INTERVAL + 5)
+
     # the holder dies: no renewal, no pings; the lease lapses and the other takes over
     dead: Remote = first.extensions["remote"]
     dead.shared.halt()
