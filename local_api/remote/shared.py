@@ -7,7 +7,9 @@ shared key); every instance re-reads the table once per probe interval (the rout
 disconnected or replaced. The keep-alive of Colab runtimes (and with it the lifecycle checks:
 the assignment list, a runtime taken back) runs only on the holder of the ``colab-keepalive``
 lease (storage.leases), renewed every ``TTL / 3`` seconds; when its instance dies, another
-takes the lease once it lapses and starts the keep-alives.
+takes the lease once it lapses and starts the keep-alives. At each sync every instance also
+shares its workers' last request (``workers.used_at``): the holder's idle check counts
+requests sent through any instance.
 """
 
 from __future__ import annotations
