@@ -20,9 +20,9 @@ from sqlalchemy import delete, select
 from bridge.backends.remote import RemoteBackend
 from bridge.errors import BridgeError, Conflict, NotFound
 from bridge.urls import has_userinfo, split_userinfo
-from colab_runtime.colab import ColabClient
-from local_api.remote import google_account, lifecycle
-from local_api.remote.lifecycle import Attached, build_backend
+from local_api.models.download_leases import owner_id
+from local_api.remote import google_account, lifecycle, shared, stored
+from local_api.remote.lifecycle import Attached, build_backend  # noqa: F401 (re-exported)
 from local_api.storage import schema
 from local_api.timeutil import utcnow
 
@@ -36,12 +36,29 @@ class Remote:
         self.app = app
         self._lock = threading.Lock()
         self._attached: dict[str, Attached] = {}
+        self._busy: set[str] = set()  # being attached or detached here: sync leaves them be
+        self.stamps: dict[str, Any] = {}  # name -> its row's created_at, as last seen
         self._closed = threading.Event()
         self.lost = lifecycle.Lost()
+        self.shared = shared.Shared(self, owner_id(app.config["SETTINGS"]))
 
     @property
     def router(self) -> Any:
         return self.app.extensions["compute"].router
+
+    def all(self) -> list[Attached]:
+        with self._lock:
+            return list(self._attached.values())
+
+    def drop(self, attached: Attached) -> None:
+        """Stop routing to it and close its connections (its row stays as it is)."""
+        self._forget(attached, unroute=True)
+        with contextlib.suppress(Exception):
+            attached.backend.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     def names(self, *, stored: bool = False) -> list[str]:
         """Attached workers' names; ``stored`` adds rows not attached (unreadable, restored)."""
@@ -61,18 +78,21 @@ class Remote:
         takes the name for that worker in the same step (a concurrent attach of it fails)."""
         local = getattr(self.router, "local", None)
         with self._lock:
-            if name in self._attached or (local is not None and local.name == name):
+            taken = name in self._attached or name in self._busy
+            if taken or (local is not None and local.name == name):
                 raise Conflict(f"a backend named {name!r} is attached; detach it or pick "
                                "another name", details={"field": "name"})
             if reserve is not None:
                 self._attached[name] = reserve
+                self._busy.add(name)
 
     def attach(self, attached: Attached, secret: str, user_id: int | None) -> dict[str, Any]:
         """Persist it, route to it, keep it alive (Colab: its started keep-alive, or a new one);
         returns its status entry.
 
         The row is written first (over a stale row of the same name); on any failure nothing
-        of it stays: not routed, not listed, no keep-alive, no row.
+        of it stays: not routed, not listed, no keep-alive, no row. Other instances route to
+        it within one probe interval (shared.Shared.sync).
         """
         self.check_name(attached.name, reserve=attached)
         attached.runtime.setdefault("started_at", time.time())
@@ -81,13 +101,30 @@ class Remote:
             self._store(attached, secret, user_id)
             self.router.add_worker(attached.backend)
             routed = True
-            self._start_keepalive(attached)
+            self.start_keepalive(attached)
             return self.router.probe_worker(attached.name)  # type: ignore[no-any-return]
         except BaseException:
             self._forget(attached, unroute=routed)
             with contextlib.suppress(Exception):
-                self._delete_row(attached.name)
+                self.delete_row(attached.name)
             raise
+        finally:
+            self.settled(attached.name)
+
+    def busy(self, name: str) -> bool:
+        """Reserve ``name`` for a detach here (False when it is being attached or detached)."""
+        with self._lock:
+            if name in self._busy:
+                return False
+            self._busy.add(name)
+            return True
+
+    def is_busy(self, name: str) -> bool:
+        return name in self._busy  # a set's membership test is atomic
+
+    def settled(self, name: str) -> None:
+        with self._lock:
+            self._busy.discard(name)
 
     def _store(self, attached: Attached, secret: str, user_id: int | None) -> None:
         """Write its row, replacing a stale row of that name (one not attached)."""
@@ -111,13 +148,14 @@ class Remote:
         with self._lock:
             if self._attached.get(attached.name) is attached:
                 del self._attached[attached.name]
+                self.stamps.pop(attached.name, None)
         if attached.keepalive is not None:
             attached.keepalive.stop()
         if unroute:
             with contextlib.suppress(NotFound):
                 self.router.remove_worker(attached.name)
 
-    def _delete_row(self, name: str) -> bool:
+    def delete_row(self, name: str) -> bool:
         with self.app.extensions["db"].begin() as conn:
             return bool(conn.execute(
                 delete(schema.workers).where(schema.workers.c.name == name)).rowcount)
@@ -130,10 +168,19 @@ class Remote:
         """Stop routing to it, stop a worker we launched, release its Colab runtime, forget it."""
         answer: dict[str, Any] = {"status": "disconnected", "worker": name, "stopped": False,
                                   "released": None, "warnings": []}
+        if not self.busy(name):
+            raise Conflict(f"worker {name!r} is being attached or detached; try again",
+                           details={"worker": name})
+        try:
+            return self._detach(name, answer)
+        finally:
+            self.settled(name)
+
+    def _detach(self, name: str, answer: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             attached = self._attached.get(name)
         if attached is None:
-            return self._detach_stored(name, answer)
+            return stored.detach_stored(self, name, answer)
         if attached.runtime.get("launched") and isinstance(attached.backend, RemoteBackend):
             try:  # before the router closes its connections; in-flight answers fail over
                 attached.backend.shutdown()
@@ -143,33 +190,11 @@ class Remote:
         self._forget(attached, unroute=True)
         colab = attached.colab
         if colab is not None:
-            self._release(attached.client, colab, answer)
+            stored.release(attached.client, colab, answer)
         with contextlib.suppress(Exception):
             attached.backend.close()
-        self._delete_row(name)
+        self.delete_row(name)
         return answer
-
-    def _detach_stored(self, name: str, answer: dict[str, Any]) -> dict[str, Any]:
-        """A row that is not attached (unreadable secret, a restored database): remove it."""
-        with self.app.extensions["db"].connect() as conn:
-            row = conn.execute(select(schema.workers).where(schema.workers.c.name == name)
-                               ).mappings().first()
-        if row is None:
-            raise NotFound(f"no worker named {name!r} is attached", details={"worker": name})
-        colab = (row["runtime"] or {}).get("colab")
-        if isinstance(colab, dict):
-            self._release(self._colab_client(colab, row["created_by"]), colab, answer)
-        self._delete_row(name)
-        answer["warnings"].append("it was stored but not attached; its record was removed")
-        return answer
-
-    def _release(self, client: ColabClient | None, colab: dict[str, Any],
-                 answer: dict[str, Any]) -> None:
-        warning = google_account.release_runtime(client, colab["endpoint"])
-        if warning:
-            answer["warnings"].append(warning)
-        else:
-            answer["released"] = colab["endpoint"]
 
     def describe(self, name: str) -> dict[str, Any]:
         """What /system/status adds to a worker: mode, time left (Colab), keep-alive state."""
@@ -188,13 +213,20 @@ class Remote:
                                   "last_error": error.message if error else None}
         return extra
 
-    def _start_keepalive(self, attached: Attached) -> None:
+    def start_keepalive(self, attached: Attached) -> None:
         colab = attached.colab
         if colab is None or attached.client is None:
+            return
+        self.shared.track(attached)  # its requests here count for the holder's idle check
+        if not self.shared.holds:  # another instance keeps Colab runtimes alive
+            if attached.keepalive is not None:
+                attached.keepalive.stop()
+                attached.keepalive = None
             return
         if attached.keepalive is None:
             attached.keepalive = google_account.keeper(attached.client, colab)
         lifecycle.watch(attached, google_account.endpoints().clock, self._gone)
+        self.shared.last_used(attached)
         if attached.keepalive.state != "gone" and not attached.keepalive.started:
             attached.keepalive.start()
 
@@ -203,77 +235,44 @@ class Remote:
         colab = attached.colab or {}
         log.warning("Colab runtime %s of worker %s is gone, worker detached: %s",
                     colab.get("endpoint"), attached.name, reason)
-        self._forget(attached, unroute=True)
-        with contextlib.suppress(Exception):
-            attached.backend.close()
-        with contextlib.suppress(Exception):
-            self._delete_row(attached.name)
+        reserved = self.busy(attached.name)
+        try:
+            self._forget(attached, unroute=True)
+            with contextlib.suppress(Exception):
+                attached.backend.close()
+            with contextlib.suppress(Exception):
+                self.delete_row(attached.name)
+        finally:
+            if reserved:
+                self.settled(attached.name)
         self.lost.add(attached.name, str(colab.get("endpoint")), reason)
 
-    def restore(self) -> None:
-        """Re-attach every stored worker not attached yet (probes run in the background)."""
-        with self.app.extensions["db"].connect() as conn:
-            rows = conn.execute(select(schema.workers)).mappings().all()
-        box = self.app.extensions["secret_box"]
-        for row in rows:
-            if row["name"] in self.names():
-                continue
-            runtime = dict(row["runtime"] or {})
-            try:
-                secret = box.decrypt(row["secret_enc"]) if row["secret_enc"] else ""
-                sealed = runtime.pop("url_enc", None)
-                url = box.decrypt(sealed) if sealed else row["url"]
-                backend = build_backend(row["name"], row["kind"], url, secret,
-                                        float(runtime.get("timeout") or 60))
-                self.router.add_worker(backend)
-            except BridgeError as exc:
-                log.error("cannot re-attach worker %s: %s", row["name"], exc.message)
-                continue
-            attached = Attached(row["name"], row["kind"], url, backend, runtime)
-            with self._lock:
-                self._attached[attached.name] = attached
-            if attached.colab is not None:
-                attached.client = self._colab_client(attached.colab, row["created_by"])
-                self._start_keepalive(attached)
-        if rows:
-            threading.Thread(target=self._probe_restored, daemon=True).start()
+    def restore(self, *, probe: bool = True) -> list[str]:
+        """Re-attach every stored worker not attached yet; returns their names (``probe``:
+        probed in the background)."""
+        return stored.restore(self, probe=probe)
 
     def resync(self) -> dict[str, list[str]]:
-        """After a database restore: forget the attached workers, re-attach the stored ones.
+        return stored.resync(self)
 
-        A worker attached now but absent from the restored database is no longer routed to
-        (it keeps running; its Colab runtime is no longer kept alive).
-        """
+    def reserve_stored(self, name: str) -> bool:
+        """Reserve a stored worker's name to re-attach it (False: attached or busy here)."""
         with self._lock:
-            before = list(self._attached.values())
-        for attached in before:
-            self._forget(attached, unroute=True)
-        with self.app.app_context():
-            self.restore()
-        after = self.names()
-        dropped = sorted(a.name for a in before if a.name not in after)
-        for name in dropped:
-            log.warning("worker %s is not in the restored database: no longer routed", name)
-        return {"attached": after, "dropped": dropped}
+            if name in self._attached or name in self._busy:
+                return False
+            self._busy.add(name)
+            return True
 
-    def _colab_client(self, colab: dict[str, Any], user_id: int | None) -> ColabClient | None:
-        try:
-            return google_account.colab_client_for(user_id, colab.get("notebook_hash"))
-        except BridgeError as exc:
-            log.warning("no keep-alive or release for Colab runtime %s (%s); sign in again",
-                        colab.get("endpoint"), exc.message)
-            return None
-
-    def _probe_restored(self) -> None:
-        for name in self.names():
-            if self._closed.is_set():
-                return
-            with contextlib.suppress(Exception):
-                self.router.probe_worker(name)
+    def adopt(self, attached: Attached, stamp: Any) -> None:
+        """Take a re-attached worker in (its name reserved; its backend routed)."""
+        with self._lock:
+            self._attached[attached.name] = attached
+            self.stamps[attached.name] = stamp
 
     def close(self) -> None:
-        """Stop keep-alive threads (the router closes the backends)."""
+        """Stop keep-alives and the sync, give the lease up (the router closes backends)."""
         self._closed.set()
+        self.shared.close()
         with self._lock:
             attached = list(self._attached.values())
         for item in attached:
@@ -295,5 +294,7 @@ def init_app(app: Flask) -> None:
     """Make the registry and re-attach stored workers (local_api.shutdown() closes it)."""
     registry = Remote(app)
     app.extensions["remote"] = registry
+    registry.shared.hold()  # before restore: whether this instance keeps runtimes alive
     with app.app_context():
         registry.restore()
+    registry.shared.start()

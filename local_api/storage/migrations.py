@@ -33,6 +33,14 @@ def _download_leases(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE download_jobs ADD COLUMN {name} {kind}"))
 
 
+def _shared_duties(conn: Connection) -> None:
+    """The leases table, and when each attached worker last got a request on any instance."""
+    schema.metadata.create_all(conn, tables=[schema.leases])
+    if "used_at" not in {c["name"] for c in inspect(conn).get_columns("workers")}:
+        kind = schema.workers.c.used_at.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE workers ADD COLUMN used_at {kind}"))
+
+
 MIGRATIONS: list[Migration] = [
     (
         1,
@@ -51,6 +59,7 @@ MIGRATIONS: list[Migration] = [
     (5, "download plans (resume after restart)", _create(schema.download_plans)),
     (6, "request signing keys of API keys", _create(schema.api_key_signing)),
     (7, "download job leases, 64-bit byte counts", _download_leases),
+    (8, "leases of shared duties (Colab keep-alive), a worker's last use", _shared_duties),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

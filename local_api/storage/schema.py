@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -162,6 +163,8 @@ workers = Table(
     Column("runtime", JSON, nullable=False, default=dict),  # runtime_info, colab assignment...
     Column("created_by", Integer, ForeignKey("users.id", ondelete="SET NULL")),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # the last request any instance sent it (the keep-alive's clock): the idle check's input
+    Column("used_at", Float),
 )
 
 google_accounts = Table(
@@ -171,6 +174,14 @@ google_accounts = Table(
     Column("credentials_enc", Text, nullable=False),  # google-auth credentials JSON, encrypted
     Column("pending", JSON),  # OAuth state between consent and callback (no secrets)
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+leases = Table(  # one holder at a time for work shared by API instances (Colab keep-alive)
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 schema_version = Table(

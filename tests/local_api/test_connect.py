@@ -24,13 +24,17 @@ from tests.support.connect import (
     SECRET,
     WORKER_ANSWER,
     admin,
+    allow_inserts,
     ask,
     execute,
+    refuse_inserts,
     rows,
     worker_entry,
 )
 from tests.support.fakes import FakeBackend
 from tests.support.remote import Google, sign_in
+
+pytestmark = pytest.mark.usefixtures("connect_database")  # SQLite and a real PostgreSQL
 
 
 @pytest.fixture
@@ -179,7 +183,8 @@ def test_an_openai_compatible_server_is_attached_by_base_url(
     api: FlaskClient, make_app: Callable[..., Flask], tmp_path: Path, model_store: Any
 ) -> None:
     served = FakeBackend("local", default="Bonjour from the other server.")
-    other = make_app({"home": tmp_path / "other"}, router=Router(served), store=model_store)
+    other = make_app({"home": tmp_path / "other", "database_url": ""},  # its own SQLite
+                     router=Router(served), store=model_store)
     with LiveServer(other) as server:
         other_auth = Auth(other.test_client())
         token = other_auth.headers("remote")["Authorization"].split()[1]
@@ -501,8 +506,7 @@ def test_a_worker_whose_row_cannot_be_written_is_not_routed_to(
     api: FlaskClient, worker: WorkerServer, home: Path
 ) -> None:
     headers = admin(api)
-    execute(home, "CREATE TRIGGER refuse BEFORE INSERT ON workers "
-                  "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    refuse_inserts(home, "workers")
     answer = api.post(CONNECT, headers=headers, json={
         "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1"})
     assert answer.status_code == 500 and answer.get_json()["error"]["code"] == "INTERNAL_ERROR"
@@ -510,7 +514,7 @@ def test_a_worker_whose_row_cannot_be_written_is_not_routed_to(
              .get_json()["backends"]]
     assert names == ["local"] and ask(api, headers)["backend"] == "local"
     assert api.delete(CONNECT, headers=headers).status_code == 404
-    execute(home, "DROP TRIGGER refuse")
+    allow_inserts(home, "workers")
     again = api.post(CONNECT, headers=headers, json={
         "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1"})
     assert again.status_code == 200, again.get_json()  # nothing of the failed try was left

@@ -164,3 +164,15 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return ""
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def connect_database(database_url: str, home: Path) -> Iterator[str]:
+    """``database_url`` for the connect suite: its helpers (tests.support.connect.rows,
+    execute) read the test's database, whichever it is."""
+    from tests.support import connect
+
+    if database_url:
+        connect.DATABASES[home] = database_url
+    yield database_url
+    connect.DATABASES.pop(home, None)
