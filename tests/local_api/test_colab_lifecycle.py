@@ -112,6 +112,21 @@ def test_colab_refusals_keep_their_own_codes(
     assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
 
 
+def test_no_gpu_of_that_kind_offers_the_accounts_other_eligible_accelerators(
+    build: Callable[..., Flask], google: Google
+) -> None:
+    client = build().test_client()
+    headers, body = signed_in(client, google)
+    google.colab.unavailable = {"T4"}
+    google.colab.eligible = {"VARIANT_GPU": ["T4", "L4", "A100"], "VARIANT_TPU": ["V6E1"]}
+    error = client.post(CONNECT, headers=headers, json=body).get_json()["error"]
+    assert error["code"] == "COLAB_ACCELERATOR_UNAVAILABLE"
+    assert "this account may also use L4, A100" in error["message"]
+    assert error["details"]["alternatives"] == ["L4", "A100"]  # not H100/G4: not eligible
+    assert error["details"]["alternatives_checked"] is True
+    assert google.colab.user_info_calls == 1
+
+
 def test_a_failed_pre_flight_releases_the_runtime_and_says_why(
     build: Callable[..., Flask], google: Google
 ) -> None:
@@ -173,20 +188,46 @@ def test_a_reclaimed_runtime_is_detached_told_and_requests_fall_back(
     assert 'bridge_colab_runtimes_lost_total{reason="reclaimed"} 1.0' in metrics
 
 
+def test_a_restarted_runtime_is_lost_as_restarted_and_requests_fall_back(
+    build: Callable[..., Flask], google: Google, worker: Any, home: Path  # noqa: F811
+) -> None:
+    app = build()
+    attach_colab_worker(app, google, worker.url)
+    client = app.test_client()
+    headers = admin(client)
+    keeper = app.extensions["remote"].get("colab-t4-1").keepalive
+    keeper.tick()  # sees the runtime's server as it is
+    assert keeper.state == "alive" and keeper.started_at
+    google.colab.restart("gpu-t4-s-1")  # same endpoint, still listed: a new VM
+    worker.stop()  # the worker did not survive it
+    keeper.tick()
+    assert keeper.state == "gone"
+    assert "gpu-t4-s-1" in google.colab.assignments
+    status = client.get("/api/v1/system/status", headers=headers).get_json()
+    (lost,) = status["lost"]
+    assert (lost["worker"], lost["kind"]) == ("colab-t4-1", "restarted")
+    assert "restarted" in lost["reason"]
+    assert all(b["name"] != "colab-t4-1" for b in status["backends"])
+    assert ask(client, headers)["backend"] == "local"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'bridge_colab_runtimes_lost_total{reason="restarted"} 1.0' in metrics
+
+
 def test_every_google_endpoint_is_a_setting(make_app: Callable[..., Flask], home: Path) -> None:
     from bridge.config import Settings
     from local_api.remote import google_account
 
     env = {"BRIDGE_GOOGLE_AUTH_URI": "http://g/auth", "BRIDGE_GOOGLE_TOKEN_URI": "http://g/token",
            "BRIDGE_COLAB_URL": "http://c", "BRIDGE_COLAB_API_URL": "http://c-api",
-           "BRIDGE_GOOGLE_DRIVE_URL": "http://d/", "BRIDGE_COLAB_IDLE_LIMIT": "120"}
+           "BRIDGE_GOOGLE_DRIVE_URL": "http://d/", "BRIDGE_COLAB_IDLE_LIMIT": "120",
+           "BRIDGE_COLAB_KEEPALIVE_INTERVAL": "0.5"}
     settings = Settings.from_env(env, home=home)
     assert Settings().colab_url == "https://colab.research.google.com"
     names = ("google_auth_uri", "google_token_uri", "colab_url", "colab_api_url",
-             "google_drive_url", "colab_idle_limit")
+             "google_drive_url", "colab_idle_limit", "colab_keepalive_interval")
     app = make_app({"home": home, **{n: getattr(settings, n) for n in names}})
     with app.app_context():
         where = google_account.endpoints()
     assert (where.auth_uri, where.token_uri, where.colab_url, where.colab_api_url,
-            where.drive_root_url, where.idle_limit) == (
-        "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0)
+            where.drive_root_url, where.idle_limit, where.keepalive_interval) == (
+        "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0, 0.5)
