@@ -3,6 +3,7 @@ real control plane answers, the pre-flight, and a runtime Colab takes back."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,37 @@ def test_a_restarted_runtime_is_lost_as_restarted_and_requests_fall_back(
     assert ask(client, headers)["backend"] == "local"
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'bridge_colab_runtimes_lost_total{reason="restarted"} 1.0' in metrics
+
+
+def test_a_reclaim_is_noticed_on_the_keepalive_clock_within_two_intervals(
+    make_app: Callable[..., Flask], home: Path, local: FakeBackend, google: Google,
+    worker: Any,
+) -> None:
+    interval = 1.0  # BRIDGE_COLAB_KEEPALIVE_INTERVAL; nobody calls tick() here
+    where = google.endpoints
+    app = make_app({"home": home, "google_auth_uri": where.auth_uri,
+                    "google_token_uri": where.token_uri, "colab_url": where.colab_url,
+                    "colab_api_url": where.colab_api_url, "google_drive_url": where.drive_root_url,
+                    "colab_keepalive_interval": interval}, router=Router(local))
+    attach_colab_worker(app, google, worker.url)
+    client = app.test_client()
+    headers = admin(client)
+    assert ask(client, headers)["backend"] == "colab-t4-1"
+    client.get("/api/v1/system/status", headers=headers)  # its first call imports torch (~2 s)
+    deadline = time.monotonic() + 4 * interval
+    while len(google.colab.keepalives) < 2:  # the keep-alive runs on its own timer
+        assert time.monotonic() < deadline, google.colab.keepalives
+        time.sleep(0.05)
+    google.colab.reclaim("gpu-t4-s-1")
+    worker.stop()  # the VM went with it
+    reclaimed, lost, backends = time.monotonic(), [], set()
+    while not lost:
+        backends.add(ask(client, headers)["backend"])  # answered meanwhile, locally
+        lost = client.get("/api/v1/system/status", headers=headers).get_json()["lost"]
+        assert time.monotonic() - reclaimed <= 2 * interval, "the reclaim went unnoticed"
+    assert backends == {"local"}
+    assert lost[0]["kind"] == "reclaimed" and lost[0]["worker"] == "colab-t4-1"
+    assert ask(client, headers)["backend"] == "local"
 
 
 def test_every_google_endpoint_is_a_setting(make_app: Callable[..., Flask], home: Path) -> None:
