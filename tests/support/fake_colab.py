@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ class ColabState:
     session_cap: int = 12 * 3600  # protocol page: sessions end after at most ~12 h (free)
     runtime_url: str | None = None  # proxy URL handed out; default: this server's /runtime/
     now: float = 1_000_000.0
+    clock: Callable[[], float] | None = None  # set: `now` follows it (a test on real time)
     assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
     browser_runtimes: list[dict[str, Any]] = field(default_factory=list)  # no runtimeProxyInfo
     tickets: set[str] = field(default_factory=set)
@@ -96,6 +98,8 @@ def create_colab_app(state: ColabState) -> Flask:
     @app.before_request
     def check() -> Any:
         state.requests.append((request.method, request.full_path))
+        if state.clock is not None:
+            state.now = state.clock()
         state.expire()
         if request.path.startswith("/runtime/"):
             return None  # the runtime proxy takes its own token, not Google's
