@@ -42,7 +42,7 @@ from tests.support.fake_google import (
     create_oauth_app,
 )
 from tests.support.live_process import serve
-from tests.support.remote import ROOT, Jupyter, free_port, jupyter_server
+from tests.support.remote import ROOT, Jupyter, jupyter_server
 
 CONNECT = "/api/v1/system/colab/connect"
 INTERVAL = 1.0  # BRIDGE_COLAB_KEEPALIVE_INTERVAL: the probe interval of this test
@@ -173,11 +173,11 @@ def test_colab_as_a_user_meets_it(
     started = time.monotonic()
     oauth, colab, endpoints = google
     assert import_fails_in_kernel(runtime) == "ModuleNotFoundError"
-    port = free_port()  # the loopback redirect names the port the service listens on
     env = {**endpoints, "BRIDGE_MODELS_HOME": str(model_store.root),
            "BRIDGE_ENGINE": "transformers", "BRIDGE_KEEP_ALIVE": "600",
            "OAUTHLIB_INSECURE_TRANSPORT": "1"}  # the stand-ins speak plain http
-    with serve(tmp_path / "home", "--port", str(port), env=env) as (_, url):
+    with serve(tmp_path / "home", env=env) as (_, url):  # --port 0: any free port
+        port = url.rsplit(":", 1)[1]  # the loopback redirect names the port it listens on
         api = Api(url)
         assert api.ask() == "local"  # the local model answers (and is loaded) first
         api.status()  # the first status imports torch
