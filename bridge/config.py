@@ -90,6 +90,9 @@ class Settings:
     # seconds without a request after which a Colab runtime is no longer kept alive (paid
     # runtimes spend compute units while kept alive); 0 keeps it alive while attached
     colab_idle_limit: int = 3600
+    # seconds between a Colab runtime's keep-alive rounds (a ping, then the assignment list and
+    # the runtime's own status: a reclaim or a VM restart is noticed within one round)
+    colab_keepalive_interval: float = 60.0
 
     @property
     def db_url(self) -> str:
@@ -150,6 +153,8 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "bool":
             if raw.strip().lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
                 raise ValueError(raw)

@@ -34,6 +34,7 @@ from colab_runtime.colab_answers import (
     VARIANTS,
     assign_refusal,
     check_outcome,
+    eligible_of,
     field,
     name_of,
     parse,
@@ -41,6 +42,7 @@ from colab_runtime.colab_answers import (
 from colab_runtime.oauth import refresh_refused
 
 COLAB_URL = "https://colab.research.google.com"
+COLAB_API_URL = "https://colab.pa.googleapis.com"  # user-info (the VS Code extension's GAPI)
 CLIENT_AGENT_HEADER = "X-Colab-Client-Agent"  # the CLI and the extension; X-Goog-... is gone
 CLIENT_AGENT = "compute-bridge"
 KEEPALIVE_TIMEOUT = 10.0  # the CLI's; a read timeout counts as success
@@ -94,6 +96,7 @@ class ColabClient:
         session: requests.Session,
         *,
         base_url: str = COLAB_URL,
+        api_url: str = COLAB_API_URL,
         client_agent: str = CLIENT_AGENT,
         notebook_hash: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -101,6 +104,7 @@ class ColabClient:
     ) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
+        self.api_url = api_url.rstrip("/")
         self.client_agent = client_agent
         self.notebook_hash = notebook_hash or new_notebook_hash()
         self.clock = clock
@@ -116,7 +120,9 @@ class ColabClient:
             try:
                 body = self._call("POST", "/tun/m/assign", params=params, xsrf=token)
             except BackendUnavailable as exc:
-                raise assign_refusal(exc, accelerator, variant) from exc
+                eligible = (self._eligible_or_none(variant)
+                            if exc.details.get("upstream_status") == 503 else None)
+                raise assign_refusal(exc, accelerator, variant, eligible) from exc
         check_outcome(body)
         found = self._assignment(body, accelerator, variant)
         if found is None:
@@ -140,6 +146,32 @@ class ColabClient:
     def find(self, endpoint: str) -> Assignment | None:
         """This runtime as the assignment list shows it now (None: no longer assigned)."""
         return next((a for a in self.list_assignments() if a.endpoint == endpoint), None)
+
+    def eligible_accelerators(self, variant: str) -> list[str]:
+        """The accelerators of ``variant`` this account may have (GET /v1/user-info on the API
+        host, as the VS Code extension and the CLI read ``eligibleAccelerators``)."""
+        return eligible_of(self._call("GET", "/v1/user-info", base=self.api_url), variant)
+
+    def _eligible_or_none(self, variant: str) -> list[str] | None:
+        try:
+            return self.eligible_accelerators(variant)
+        except BridgeError:  # the refusal is told anyway, with the accelerators of the variant
+            return None
+
+    def runtime_started(self, assignment: Assignment) -> str | None:
+        """When the runtime's Jupyter server started (its ``/api/status``, through the runtime
+        proxy with the proxy token); a VM restart changes it. None: the runtime did not say."""
+        if not (assignment.proxy_url and assignment.proxy_token):
+            return None
+        headers = {"X-Colab-Runtime-Proxy-Token": assignment.proxy_token,
+                   CLIENT_AGENT_HEADER: self.client_agent, "Accept": "application/json"}
+        try:
+            response = requests.get(assignment.proxy_url.rstrip("/") + "/api/status",
+                                    headers=headers, timeout=KEEPALIVE_TIMEOUT)
+            started = response.json().get("started") if response.status_code == 200 else None
+        except (requests.RequestException, ValueError, AttributeError):
+            return None
+        return str(started) if started else None
 
     def release(self, endpoint: str) -> None:
         """Release (unassign) a runtime; it stops being billed. The POST answers 204/empty."""
@@ -211,8 +243,9 @@ class ColabClient:
         xsrf: str | None = None,
         extra: dict[str, str] | None = None,
         timeout: float | None = None,
+        base: str | None = None,
     ) -> dict[str, Any]:
-        url = self.base_url + path
+        url = (base or self.base_url) + path
         query = {"authuser": "0", **(params or {})}
         headers = {"Accept": "application/json", CLIENT_AGENT_HEADER: self.client_agent,
                    **(extra or {})}

@@ -37,21 +37,48 @@ _OUTCOMES: dict[str, tuple[type[BridgeError], str]] = {
 }
 
 
-def assign_refusal(exc: BackendUnavailable, accelerator: str, variant: str) -> BridgeError:
-    """The assign POST's 503 (none free now) and 400 (not entitled), as the extension reads them."""
+def assign_refusal(exc: BackendUnavailable, accelerator: str, variant: str,
+                   eligible: list[str] | None = None) -> BridgeError:
+    """The assign POST's 503 (none free now) and 400 (not entitled), as the extension reads them.
+
+    On a 503 the VS Code extension tries the account's other eligible accelerators of the variant
+    (user-info's ``eligibleAccelerators``): they are offered; ``eligible`` None (user-info not
+    answered) offers the variant's accelerators, marked as not checked against the account.
+    """
     status = exc.details.get("upstream_status")
     others = sorted(VARIANTS[variant] - {accelerator})
     if status == 503:
+        checked = eligible is not None
+        offer = [a for a in (eligible or others) if a != accelerator]
+        hint = (f"this account may also use {', '.join(offer)}" if offer and checked else
+                "this account has no other eligible accelerator of this kind" if checked else
+                f"for example {', '.join(offer)}")
         return ColabAcceleratorUnavailable(
-            f"Colab has no {accelerator} free right now: try another accelerator "
-            f"({', '.join(others)}) or later", details={"accelerator": accelerator,
-                                                         "alternatives": others})
+            f"Colab has no {accelerator} free right now: try another accelerator ({hint}) or "
+            "later", details={"accelerator": accelerator, "alternatives": offer,
+                              "alternatives_checked": checked})
     if status == 400:
         return ColabNotEntitled(
             f"this Google account is not entitled to a {accelerator} on Colab (a paid plan may "
             f"be needed): try {', '.join(others) or 'another accelerator'}",
             details={"accelerator": accelerator, "alternatives": others})
     return exc
+
+
+_GAPI_VARIANTS = {"VARIANT_DEFAULT": "DEFAULT", "VARIANT_GPU": "GPU", "VARIANT_TPU": "TPU"}
+
+
+def eligible_of(body: dict[str, Any], variant: str) -> list[str]:
+    """The ``models`` of user-info's ``eligibleAccelerators`` entry for ``variant``
+    (``VARIANT_GPU``...), as the VS Code extension's UserInfo schema reads them."""
+    groups = body.get("eligibleAccelerators") or []
+    if not isinstance(groups, list):
+        raise BackendUnavailable("Colab answered a malformed user-info")
+    found: list[str] = []
+    for group in groups:
+        if isinstance(group, dict) and _GAPI_VARIANTS.get(str(group.get("variant"))) == variant:
+            found += [str(m) for m in group.get("models") or [] if isinstance(m, str)]
+    return found
 
 
 def check_outcome(body: dict[str, Any]) -> None:

@@ -7,6 +7,10 @@
 # Each round also reconciles with the assignment list: a runtime missing from it (reclaimed
 # after `fit`, capped at 12 h, released elsewhere), or keep-alives answering 404 twice, is
 # gone; ``on_gone`` is told why, once, and the thread stops.
+# A VM restart keeps the endpoint listed (Colab re-creates the VM under the same assignment) but
+# the worker, its kernel and its tunnel are gone: the runtime is a fresh Jupyter server, whose
+# /api/status ``started`` (read through the runtime proxy, as Google's clients reach
+# /api/kernels and /api/sessions) differs from the one seen before. That counts as gone too.
 
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ class KeepAlive:
         self.gone_reason: str | None = None
         self.pings = 0
         self._missing = 0
+        self.started_at: str | None = None  # the runtime's Jupyter server start, once seen
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -61,6 +66,7 @@ class KeepAlive:
         """The first keep-alive, right after assign (the CLI releases the runtime if it fails)."""
         self.client.keep_alive(self.assignment.endpoint)
         self.pings += 1
+        self.started_at = self.client.runtime_started(self.assignment)
 
     def tick(self) -> None:
         """One round: a keep-alive (unless idle), then reconcile with the list and renew."""
@@ -95,6 +101,12 @@ class KeepAlive:
         if self._missing >= GONE_AFTER_404:
             self._gone("keep-alive answered 404 repeatedly: Colab no longer serves the runtime")
             return
+        started = self.client.runtime_started(current)
+        if started and self.started_at and started != self.started_at:
+            self._gone(f"Colab restarted the runtime (its server started again at {started}): "
+                       "the worker and its tunnel did not survive the restart")
+            return
+        self.started_at = started or self.started_at
         due = self.assignment.token_expires_within(self.renew_margin, self.client.clock())
         if due and current.proxy_url:  # the list minted a fresh token: adopt it
             self.assignment = self.client.renew_proxy_token(self.assignment)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
+from flask import request as incoming
 
 from bridge.errors import BackendUnavailable, BridgeError, Unauthorized
 from colab_runtime import drive
@@ -89,8 +90,9 @@ def _authorization_required(request: ColabConnect, who: Identity,
 
 def loopback_redirect() -> str:
     """The OAuth redirect: this service on loopback, on the port it listens on, whatever host
-    name the caller used (a Desktop-app client accepts any loopback port)."""
-    port = current_app.config["SETTINGS"].port
+    name the caller used (a Desktop-app client accepts any loopback port); ``--port 0``: the
+    port the server was given, as the request arrived on it."""
+    port = current_app.config["SETTINGS"].port or int(incoming.environ.get("SERVER_PORT") or 0)
     return f"http://127.0.0.1:{port}/api/v1/system/colab/callback"
 
 

@@ -48,7 +48,8 @@ def endpoints() -> GoogleEndpoints:
         return found
     s = current_app.config["SETTINGS"]
     return GoogleEndpoints(s.google_auth_uri, s.google_token_uri, s.colab_url, s.colab_api_url,
-                           s.google_drive_url, idle_limit=float(s.colab_idle_limit))
+                           s.google_drive_url, idle_limit=float(s.colab_idle_limit),
+                           keepalive_interval=float(s.colab_keepalive_interval))
 
 
 def _box() -> SecretBox:
@@ -116,6 +117,7 @@ def colab_client(credentials: Credentials, notebook_hash: str | None = None) -> 
     return ColabClient(
         oauth.authorized_session(credentials),
         base_url=where.colab_url,
+        api_url=where.colab_api_url,
         notebook_hash=notebook_hash,
         clock=where.clock,
     )

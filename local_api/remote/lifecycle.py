@@ -59,11 +59,12 @@ class Lost:
         self.counts: dict[str, int] = {}
 
     def add(self, name: str, endpoint: str, reason: str) -> None:
-        kind = "reclaimed" if "no longer lists" in reason or "reclaimed" in reason else "lost"
+        kind = ("restarted" if "restarted the runtime" in reason else
+                "reclaimed" if "no longer lists" in reason or "reclaimed" in reason else "lost")
         with self._lock:
             self._items = [*self._items[-(KEEP_LOST - 1):],
-                           {"worker": name, "endpoint": endpoint, "reason": reason,
-                            "at": iso(utcnow())}]
+                           {"worker": name, "endpoint": endpoint, "kind": kind,
+                            "reason": reason, "at": iso(utcnow())}]
             self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def items(self) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@ stand-in: each test here failed on the client that followed the superseded facts
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -182,3 +184,31 @@ def test_preflight_is_one_keep_alive_and_its_failure_raises(colab, client) -> No
     state.fail_next.append((500, "{}"))
     with pytest.raises(BackendUnavailable):
         keeper.preflight()
+
+
+def test_a_503_offers_eligible_accelerators_and_says_when_they_could_not_be_read(colab) -> None:
+    state, url = colab
+    state.unavailable = {"T4"}
+    state.eligible = {"VARIANT_GPU": ["T4", "L4"]}
+    with requests.Session() as session:
+        read = ColabClient(session, base_url=url, api_url=url, clock=lambda: state.now)
+        with pytest.raises(ColabAcceleratorUnavailable) as exc:
+            read.assign("T4", "GPU")
+        assert exc.value.details["alternatives"] == ["L4"]
+        assert exc.value.details["alternatives_checked"] is True
+        unread = ColabClient(session, base_url=url, api_url="http://127.0.0.1:9", clock=time.time)
+        with pytest.raises(ColabAcceleratorUnavailable) as exc:
+            unread.assign("T4", "GPU")  # user-info unreachable: the variant's, not checked
+        assert exc.value.details["alternatives_checked"] is False
+        assert "L4" in exc.value.details["alternatives"] and "for example" in exc.value.message
+
+
+def test_a_restart_changes_the_runtimes_start_not_its_listing(colab, client) -> None:
+    state, _ = colab
+    a = client.assign()
+    before = client.runtime_started(a)
+    state.restart(a.endpoint)
+    now = client.find(a.endpoint)
+    assert now is not None and before is not None
+    assert client.runtime_started(now) not in (None, before)
+    assert client.runtime_started(dataclasses.replace(now, proxy_token="wrong")) is None

@@ -3,6 +3,7 @@ real control plane answers, the pre-flight, and a runtime Colab takes back."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,21 @@ def test_colab_refusals_keep_their_own_codes(
     assert google.colab.assignments == {} and rows(home, "SELECT name FROM workers") == []
 
 
+def test_no_gpu_of_that_kind_offers_the_accounts_other_eligible_accelerators(
+    build: Callable[..., Flask], google: Google
+) -> None:
+    client = build().test_client()
+    headers, body = signed_in(client, google)
+    google.colab.unavailable = {"T4"}
+    google.colab.eligible = {"VARIANT_GPU": ["T4", "L4", "A100"], "VARIANT_TPU": ["V6E1"]}
+    error = client.post(CONNECT, headers=headers, json=body).get_json()["error"]
+    assert error["code"] == "COLAB_ACCELERATOR_UNAVAILABLE"
+    assert "this account may also use L4, A100" in error["message"]
+    assert error["details"]["alternatives"] == ["L4", "A100"]  # not H100/G4: not eligible
+    assert error["details"]["alternatives_checked"] is True
+    assert google.colab.user_info_calls == 1
+
+
 def test_a_failed_pre_flight_releases_the_runtime_and_says_why(
     build: Callable[..., Flask], google: Google
 ) -> None:
@@ -173,20 +189,80 @@ def test_a_reclaimed_runtime_is_detached_told_and_requests_fall_back(
     assert 'bridge_colab_runtimes_lost_total{reason="reclaimed"} 1.0' in metrics
 
 
+def test_a_restarted_runtime_is_lost_as_restarted_and_requests_fall_back(
+    build: Callable[..., Flask], google: Google, worker: Any, home: Path  # noqa: F811
+) -> None:
+    app = build()
+    attach_colab_worker(app, google, worker.url)
+    client = app.test_client()
+    headers = admin(client)
+    keeper = app.extensions["remote"].get("colab-t4-1").keepalive
+    keeper.tick()  # sees the runtime's server as it is
+    assert keeper.state == "alive" and keeper.started_at
+    google.colab.restart("gpu-t4-s-1")  # same endpoint, still listed: a new VM
+    worker.stop()  # the worker did not survive it
+    keeper.tick()
+    assert keeper.state == "gone"
+    assert "gpu-t4-s-1" in google.colab.assignments
+    status = client.get("/api/v1/system/status", headers=headers).get_json()
+    (lost,) = status["lost"]
+    assert (lost["worker"], lost["kind"]) == ("colab-t4-1", "restarted")
+    assert "restarted" in lost["reason"]
+    assert all(b["name"] != "colab-t4-1" for b in status["backends"])
+    assert ask(client, headers)["backend"] == "local"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'bridge_colab_runtimes_lost_total{reason="restarted"} 1.0' in metrics
+
+
+def test_a_reclaim_is_noticed_on_the_keepalive_clock_within_two_intervals(
+    make_app: Callable[..., Flask], home: Path, local: FakeBackend, google: Google,
+    worker: Any,
+) -> None:
+    interval = 1.0  # BRIDGE_COLAB_KEEPALIVE_INTERVAL; nobody calls tick() here
+    where = google.endpoints
+    app = make_app({"home": home, "google_auth_uri": where.auth_uri,
+                    "google_token_uri": where.token_uri, "colab_url": where.colab_url,
+                    "colab_api_url": where.colab_api_url, "google_drive_url": where.drive_root_url,
+                    "colab_keepalive_interval": interval}, router=Router(local))
+    attach_colab_worker(app, google, worker.url)
+    client = app.test_client()
+    headers = admin(client)
+    assert ask(client, headers)["backend"] == "colab-t4-1"
+    client.get("/api/v1/system/status", headers=headers)  # its first call imports torch (~2 s)
+    deadline = time.monotonic() + 4 * interval
+    while len(google.colab.keepalives) < 2:  # the keep-alive runs on its own timer
+        assert time.monotonic() < deadline, google.colab.keepalives
+        time.sleep(0.05)
+    google.colab.reclaim("gpu-t4-s-1")
+    worker.stop()  # the VM went with it
+    reclaimed, lost = time.monotonic(), []
+    backends = {ask(client, headers)["backend"]}  # answered meanwhile, locally
+    while not lost:
+        answer = client.get("/api/v1/system/status", headers=headers)
+        assert answer.status_code == 200, answer.get_json()
+        lost = answer.get_json()["lost"]
+        assert time.monotonic() - reclaimed <= 2 * interval, "the reclaim went unnoticed"
+        time.sleep(0.05)
+    assert backends == {"local"}
+    assert lost[0]["kind"] == "reclaimed" and lost[0]["worker"] == "colab-t4-1"
+    assert ask(client, headers)["backend"] == "local"
+
+
 def test_every_google_endpoint_is_a_setting(make_app: Callable[..., Flask], home: Path) -> None:
     from bridge.config import Settings
     from local_api.remote import google_account
 
     env = {"BRIDGE_GOOGLE_AUTH_URI": "http://g/auth", "BRIDGE_GOOGLE_TOKEN_URI": "http://g/token",
            "BRIDGE_COLAB_URL": "http://c", "BRIDGE_COLAB_API_URL": "http://c-api",
-           "BRIDGE_GOOGLE_DRIVE_URL": "http://d/", "BRIDGE_COLAB_IDLE_LIMIT": "120"}
+           "BRIDGE_GOOGLE_DRIVE_URL": "http://d/", "BRIDGE_COLAB_IDLE_LIMIT": "120",
+           "BRIDGE_COLAB_KEEPALIVE_INTERVAL": "0.5"}
     settings = Settings.from_env(env, home=home)
     assert Settings().colab_url == "https://colab.research.google.com"
     names = ("google_auth_uri", "google_token_uri", "colab_url", "colab_api_url",
-             "google_drive_url", "colab_idle_limit")
+             "google_drive_url", "colab_idle_limit", "colab_keepalive_interval")
     app = make_app({"home": home, **{n: getattr(settings, n) for n in names}})
     with app.app_context():
         where = google_account.endpoints()
     assert (where.auth_uri, where.token_uri, where.colab_url, where.colab_api_url,
-            where.drive_root_url, where.idle_limit) == (
-        "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0)
+            where.drive_root_url, where.idle_limit, where.keepalive_interval) == (
+        "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0, 0.5)

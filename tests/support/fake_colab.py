@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ class ColabState:
     session_cap: int = 12 * 3600  # protocol page: sessions end after at most ~12 h (free)
     runtime_url: str | None = None  # proxy URL handed out; default: this server's /runtime/
     now: float = 1_000_000.0
+    clock: Callable[[], float] | None = None  # set: `now` follows it (a test on real time)
     assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
     browser_runtimes: list[dict[str, Any]] = field(default_factory=list)  # no runtimeProxyInfo
     tickets: set[str] = field(default_factory=set)
@@ -44,12 +46,26 @@ class ColabState:
     not_entitled: set[str] = field(default_factory=set)  # EXT: 400 on assign
     keepalive_refusal: int | None = None  # an HTTP status every keep-alive answers
     booting: int = 0  # CLI: the next N runtime-proxy checks answer 502 (a VM still booting)
+    # EXT: user-info's eligibleAccelerators, [{variant: VARIANT_GPU, models: [...]}] (a free
+    # account: T4 only); the extension tries these when assign answers 503
+    eligible: dict[str, list[str]] = field(
+        default_factory=lambda: {"VARIANT_GPU": ["T4"], "VARIANT_TPU": ["V5E1"]})
+    tier: str = "SUBSCRIPTION_TIER_NONE"
+    user_info_calls: int = 0
+    restarted: list[str] = field(default_factory=list)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def reclaim(self, endpoint: str) -> None:
         """Take a runtime back, as Colab does server-side."""
         if self.assignments.pop(endpoint, None) is not None:
             self.reclaimed.append(endpoint)
+
+    def restart(self, endpoint: str) -> None:
+        """Restart a runtime's VM: the assignment stays listed under the same endpoint, but its
+        Jupyter server is a new one (protocol page: the worker and its tunnel URL are gone)."""
+        item = self.assignments[endpoint]
+        item["boots"] = item.get("boots", 0) + 1
+        self.restarted.append(endpoint)
 
     def expire(self) -> None:
         """Reclaim what sat idle past `fit` or ran past the session cap (CLI: 7-15 min without
@@ -82,6 +98,8 @@ def create_colab_app(state: ColabState) -> Flask:
     @app.before_request
     def check() -> Any:
         state.requests.append((request.method, request.full_path))
+        if state.clock is not None:
+            state.now = state.clock()
         state.expire()
         if request.path.startswith("/runtime/"):
             return None  # the runtime proxy takes its own token, not Google's
@@ -165,8 +183,16 @@ def create_colab_app(state: ColabState) -> Flask:
         state.keepalives.append(endpoint)
         return Response(status=200)
 
-    @app.get("/runtime/<endpoint>/api")
-    def runtime_api(endpoint: str) -> Any:
+    @app.get("/v1/user-info")
+    def user_info() -> Any:
+        # EXT (colab-vscode UserInfoSchema, read on colab.pa.googleapis.com): the tier, and the
+        # eligible accelerators by variant; its enums are strict, so only known names here
+        state.user_info_calls += 1
+        groups = [{"variant": v, "models": list(m)} for v, m in state.eligible.items()]
+        return {"subscriptionTier": state.tier, "paidComputeUnitsBalance": 0,
+                "eligibleAccelerators": groups}
+
+    def proxied(endpoint: str) -> dict[str, Any]:
         item = state.assignments.get(endpoint)
         if item is None:
             abort(404)
@@ -175,7 +201,20 @@ def create_colab_app(state: ColabState) -> Flask:
         token = request.headers.get("X-Colab-Runtime-Proxy-Token", "")
         if state.now >= item["tokens"].get(token, 0):
             abort(401)
+        return item
+
+    @app.get("/runtime/<endpoint>/api")
+    def runtime_api(endpoint: str) -> Any:
+        proxied(endpoint)
         return {"version": "2.21.1"}
+
+    @app.get("/runtime/<endpoint>/api/status")
+    def runtime_status(endpoint: str) -> Any:
+        # jupyter_server's /api/status: `started` is when this server started (a restart of the
+        # VM starts a new one), plus its activity
+        item = proxied(endpoint)
+        started = f"2026-11-30T{item.get('boots', 0):02d}:00:00.000000Z"
+        return {"started": started, "last_activity": started, "connections": 0, "kernels": 1}
 
     @app.get("/runtime/check")
     def runtime_check() -> Any:

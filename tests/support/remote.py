@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -100,6 +101,15 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory, model_store: object) -> It
     test's converted model through BRIDGE_MODELS_HOME, so a worker they start loads it as is.
     """
     root = tmp_path_factory.mktemp("jupyter-root")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with jupyter_server(root, model_store, env) as server:
+        yield server
+
+
+@contextmanager
+def jupyter_server(root: Path, model_store: object, extra: dict[str, str]) -> Iterator[Jupyter]:
+    """Start ``jupyter server`` in ``root`` (``extra`` added to its environment); stop it and its
+    kernels at the end. The server imports the identity provider from this source tree."""
     token, port = secrets.token_hex(16), free_port()
     env = {
         **os.environ,
@@ -111,8 +121,8 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory, model_store: object) -> It
         # the worker serves the converted model on transformers, as the local fixture does
         # (on CPU, auto would pick llama.cpp, whose answer to the chat question differs)
         "BRIDGE_ENGINE": "transformers",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "COLAB_STANDIN_FILE": str(root / "colab-standin-url"),
+        **extra,
     }
     log = (root / "server.log").open("wb")
     proc = subprocess.Popen(
