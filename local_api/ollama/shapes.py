@@ -15,7 +15,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge import errors
+from bridge import errors, params
 from bridge.models.store import MANIFEST, ModelInfo
 from bridge.types import GenerateRequest, Message
 
@@ -160,6 +160,7 @@ def build_request(body: dict[str, Any], model: str, limit: int, *,
         presence_penalty=float(o.get("presence_penalty") or 0.0),
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
+        defaulted=params.omitted(o, {"repetition_penalty": "repeat_penalty"}),
     )
 
 
