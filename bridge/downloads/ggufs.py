@@ -17,6 +17,7 @@ from typing import Any
 
 from bridge.downloads.sources import INVALID_MODEL, DownloadError
 from bridge.errors import ValidationError
+from bridge.models.store import OLLAMA_PARAMETERS
 
 MAGIC = b"GGUF"
 HEADER_BYTES = 24  # magic, version (u32), tensor count (u64), metadata count (u64)
@@ -125,7 +126,8 @@ def gguf_facts(path: Path) -> dict[str, Any]:
         except ValueError:
             pass
     facts: dict[str, Any] = {"format": "gguf", "framework": "llama.cpp",
-                             "quantization": ["none"], "gguf_type": quant}
+                             "quantization": ["none"], "gguf_type": quant,
+                             "parameters": dict(OLLAMA_PARAMETERS)}
     if isinstance(fields.get("general.architecture"), str):
         facts["family"] = fields["general.architecture"]
     if isinstance(fields.get("general.size_label"), str):

@@ -25,6 +25,11 @@ STATUSES = ("ready", "available", "downloading", "error")
 # A model's default generation parameters (FT's ``parameters``): what a request that omits
 # one gets (bridge.params.with_defaults). A download's come from its generation_config.json.
 GENERIC_PARAMETERS: dict[str, float | int] = {"temperature": 0.7, "top_p": 0.9, "top_k": 50}
+# Ollama's defaults (its docs' Modelfile PARAMETER table: temperature 0.8, top_k 40, top_p 0.9,
+# repeat_penalty 1.1), for GGUF models as Ollama serves them: the default model and GGUF
+# downloads. The penalty keeps the default model from looping on one line of a short poem.
+OLLAMA_PARAMETERS: dict[str, float | int] = {
+    "temperature": 0.8, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1}
 QUANTIZATIONS = ("none", "fp32", "bf16", "fp16", "int8-dynamic", "8bit", "4bit")
 
 
@@ -61,11 +66,9 @@ class ModelInfo:
         return data
 
 
-# The default model's are Ollama's defaults (temperature 0.8, top_k 40, top_p 0.9,
-# repeat_penalty 1.1: the penalty keeps this small model from looping on one line of a poem).
 BUILTIN: dict[str, ModelInfo] = {
     DEFAULT_MODEL_ID: ModelInfo(
-        parameters={"temperature": 0.8, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1},
+        parameters=dict(OLLAMA_PARAMETERS),
         id=DEFAULT_MODEL_ID,
         name="SmolLM2 135M Instruct",
         family="SmolLM2",

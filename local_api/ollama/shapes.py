@@ -203,9 +203,10 @@ def loaded(model: str, reason: str, *, chat: bool) -> dict[str, Any]:
 
 def details(info: ModelInfo) -> dict[str, Any]:
     family = (info.family or "").lower()
-    return {"parent_model": "", "format": "gguf" if info.framework == "gguf" else "safetensors",
+    return {"parent_model": "", "format": info.format,
             "family": family, "families": [family] if family else None,
-            "parameter_size": info.size, "quantization_level": ",".join(info.quantization)}
+            "parameter_size": info.size,
+            "quantization_level": info.gguf_type or ",".join(info.quantization)}
 
 
 def _modified(info: ModelInfo) -> str:

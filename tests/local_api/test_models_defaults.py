@@ -18,7 +18,7 @@ from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.downloads.fetch import model_facts
-from bridge.models.store import BUILTIN, GENERIC_PARAMETERS, ModelStore
+from bridge.models.store import BUILTIN, GENERIC_PARAMETERS, OLLAMA_PARAMETERS, ModelStore
 from bridge.params import with_defaults
 from bridge.router import Router
 from bridge.types import GenerateRequest
@@ -106,7 +106,8 @@ PENALTY_KEY = {"ft": "repetition_penalty", "aq": "repetition_penalty", "ws": "re
 def test_the_default_model_carries_ollamas_defaults_and_lists_them(
     http: httpx.Client, key: str
 ) -> None:
-    assert DEFAULTS == {"temperature": 0.8, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1}
+    assert DEFAULTS == OLLAMA_PARAMETERS == {
+        "temperature": 0.8, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1}
     models = http.get("/api/v1/models", headers={"Authorization": f"Bearer {key}"})
     entry = next(m for m in models.json()["models"] if m["id"] == DEFAULT_MODEL_ID)
     assert {k: entry["parameters"][k] for k in DEFAULTS} == DEFAULTS

@@ -99,6 +99,10 @@ def test_a_chosen_quantization_is_listed_as_gguf_and_answers_on_llama_cpp(
     assert entry["bytes"] == find_default_gguf().stat().st_size
     assert entry["parameters"]["framework"] == "llama.cpp"
     assert entry["quantization_options"] == ["none"]  # a GGUF is quantized already
+    assert entry["parameters"]["repetition_penalty"] == 1.1  # Ollama's defaults, as for GGUF
+    tags = client.get("/ollama/api/tags", headers=headers).get_json()["models"]
+    details = next(t["details"] for t in tags if t["name"].startswith(model_id))
+    assert (details["format"], details["quantization_level"]) == ("gguf", "Q4_1")
     loaded = client.post(f"{API}/load", headers=headers, json={"model_id": model_id})
     assert loaded.status_code == 200 and loaded.get_json()["engine"] == "llama.cpp", loaded.json
     answers = []
