@@ -43,7 +43,7 @@ class GenerateRequest:
     prefill: str = ""
     chat: bool = True
     # The sampling parameters (bridge.params.DEFAULTABLE) the client left out: the pipeline
-    # fills them from the model's catalog defaults, then clears this (never sent to workers).
+    # fills them from the model's catalog defaults, then clears this (a worker gets ()).
     defaulted: tuple[str, ...] = ()
 
     @property
