@@ -9,6 +9,7 @@ penalties -2..2, seed a 32-bit value here because both engines take one); ``top_
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from bridge.errors import ValidationError
@@ -18,6 +19,9 @@ SEED_MAX = 2**32 - 1
 STOP_MAX, STOP_LENGTH = 4, 64
 TOP_K_MAX = 1000
 TEXT_MAX = 200_000  # characters in one prompt or message
+# What a model's catalog entry (FT's ``parameters``) may set for requests that omit it.
+DEFAULTABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "frequency_penalty",
+               "presence_penalty")
 
 # JSON Schema of FT/AQ's ``parameters`` object (it also feeds the OpenAPI document).
 _stop = {"type": "string", "minLength": 1, "maxLength": STOP_LENGTH}
@@ -112,3 +116,25 @@ def check(request: GenerateRequest, names: Mapping[str, str] | None = None) -> G
         field = where.split("[")[0]
         refuse_surrogates(texts[field], (names or {}).get(field, field))
     return request
+
+
+def omitted(given: Mapping[str, Any], spelled: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The DEFAULTABLE parameters absent (or null) in a request's ``given`` fields, which the
+    model's catalog defaults fill; ``spelled`` maps a name to the dialect's key
+    (``{"repetition_penalty": "repeat_penalty"}``; a name mapped to None has no key there)."""
+    keys = {name: (spelled or {}).get(name, name) for name in DEFAULTABLE}
+    return tuple(n for n, key in keys.items() if key is None or given.get(key) is None)
+
+
+def with_defaults(request: GenerateRequest, defaults: Mapping[str, Any]) -> GenerateRequest:
+    """``request`` with the model's ``defaults`` for what the client left out: a value the
+    client set wins. A default out of range (a hand-edited manifest) is skipped."""
+    filled = request
+    for name in request.defaulted:
+        value = defaults.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        candidate = replace(filled, **{name: type(getattr(request, name))(value)})
+        if not any(field == name for field, _ in _problems(candidate)):
+            filled = candidate
+    return replace(filled, defaulted=())

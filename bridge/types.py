@@ -42,6 +42,9 @@ class GenerateRequest:
     # Text already produced by another backend: continue after it (failover prefill).
     prefill: str = ""
     chat: bool = True
+    # The sampling parameters (bridge.params.DEFAULTABLE) the client left out: the pipeline
+    # fills them from the model's catalog defaults, then clears this (a worker gets ()).
+    defaulted: tuple[str, ...] = ()
 
     @property
     def deterministic(self) -> bool:

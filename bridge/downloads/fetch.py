@@ -18,10 +18,12 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from bridge.downloads.ggufs import folder_facts
 from bridge.downloads.sources import (
     ACCESS_DENIED,
     CHECKSUM_MISMATCH,
@@ -35,7 +37,8 @@ from bridge.downloads.sources import (
     http_failure,
     safe_name,
 )
-from bridge.models.store import sha256_file
+from bridge.models.store import GENERIC_PARAMETERS, sha256_file
+from bridge.params import DEFAULTABLE
 
 log = logging.getLogger("compute_bridge.downloads")
 CHUNK = 1 << 16
@@ -216,9 +219,13 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def model_facts(folder: Path) -> dict[str, str]:
-    """Catalog facts read from the files: family (config's model_type), size (parameters)."""
-    facts: dict[str, str] = {}
+def model_facts(folder: Path) -> dict[str, Any]:
+    """Catalog facts read from the files: family (config's model_type), size (parameters);
+    a GGUF's from its metadata, once it is read whole (INVALID_MODEL when it is not)."""
+    gguf = folder_facts(folder)
+    if gguf:
+        return gguf
+    facts: dict[str, Any] = {}
     try:
         config = json.loads((folder / "config.json").read_text())
         if isinstance(config, dict) and isinstance(config.get("model_type"), str):
@@ -238,4 +245,22 @@ def model_facts(folder: Path) -> dict[str, str]:
                          if k != "__metadata__" and isinstance(e, dict))
     if count:
         facts["size"] = _count(count)
+    defaults = generation_defaults(folder)
+    if defaults:
+        facts["parameters"] = {**GENERIC_PARAMETERS, **defaults}
     return facts
+
+
+def generation_defaults(folder: Path) -> dict[str, float | int]:
+    """The sampling defaults a transformers model ships in generation_config.json (Qwen2.5:
+    temperature 0.7, top_p 0.8, top_k 20, repetition_penalty 1.05); {} when none. Sampling
+    values count only where the file samples (``do_sample``), as in transformers."""
+    try:
+        config = json.loads((folder / "generation_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    names = DEFAULTABLE if config.get("do_sample") else ("repetition_penalty",)
+    return {n: config[n] for n in names
+            if isinstance(config.get(n), int | float) and not isinstance(config[n], bool)}

@@ -7,8 +7,10 @@ the Hub vouches for (LFS sha256, else the git blob id); files are then fetched f
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
+from bridge.downloads import ggufs
 from bridge.downloads.sources import (
     ACCESS_DENIED,
     INVALID_MODEL,
@@ -19,6 +21,7 @@ from bridge.downloads.sources import (
     RemoteFile,
     Source,
     http_failure,
+    safe_name,
     select_files,
 )
 
@@ -49,6 +52,17 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         if isinstance(cls, type) and issubclass(cls, BaseException):
             found.append(cls)
     return tuple(found)
+
+
+def _names(names: list[str], source: Source) -> list[str]:
+    """The repo files to fetch: one quantization of a GGUF repo (a choice was named, or the
+    repo holds no transformers model), else what a transformers folder needs."""
+    found = ggufs.repo_ggufs(names)
+    if source.file or source.quant or (found and not source.include
+                                       and not ggufs.has_hf_weights(names)):
+        chosen = ggufs.choose(found, file=source.file, quant=source.quant, repo=source.location)
+        return [safe_name(n) for n in chosen]
+    return select_files(names, source.include)
 
 
 def resolve_repo(source: Source, *, endpoint: str | None, timeout: float) -> Plan:
@@ -84,7 +98,7 @@ def resolve_repo(source: Source, *, endpoint: str | None, timeout: float) -> Pla
                             repo_id=repo) from exc
     commit = info.sha or source.revision
     siblings = {s.rfilename: s for s in info.siblings or []}
-    names = select_files(sorted(siblings), source.include)
+    names = _names(sorted(siblings), source)
     if not names:
         raise DownloadError(INVALID_MODEL, f"{what} has no model files to download", repo_id=repo)
     files = []
@@ -92,7 +106,7 @@ def resolve_repo(source: Source, *, endpoint: str | None, timeout: float) -> Pla
         sib = siblings[name]
         lfs = sib.lfs
         files.append(RemoteFile(
-            name=name,
+            name=PurePosixPath(name).name if name.endswith(".gguf") else name,
             url=hf_hub_url(repo, name, revision=commit, endpoint=base),
             size=lfs.size if lfs else sib.size,
             sha256=lfs.sha256 if lfs else None,

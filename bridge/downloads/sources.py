@@ -32,6 +32,7 @@ DEFAULT_INCLUDE = ("*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.
 _LEGACY_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.h5", "*.msgpack", "*.ot")
 _RESERVED = {"manifest.json", "usage.json"}  # the store's own files
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+QUANT = re.compile(r"^[A-Za-z0-9][\w.-]{0,31}$")
 REVISION = re.compile(r"^[\w.-][\w./-]{0,254}$")
 
 
@@ -58,6 +59,8 @@ class Source:
     include: tuple[str, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
     public_only: bool = False  # a non-admin's URL: only public addresses may be reached
+    file: str | None = None  # a GGUF repo: the exact file to fetch
+    quant: str | None = None  # a GGUF repo: the quantization to fetch (Q4_K_M, ...)
 
     def display(self) -> str:
         """The location without URL credentials or query (signed URLs carry secrets there)."""
@@ -136,9 +139,11 @@ def source_from_request(model_id: str, body: dict[str, Any], *,
                         public_only: bool = False) -> Source:  # fmt: skip
     """Check a download request's fields against the kind of source it names."""
     kind = requested_kind(body)
-    own = {"registry": {"revision"}, "huggingface": {"repo_id", "revision", "include"},
+    own = {"registry": {"revision"},
+           "huggingface": {"repo_id", "revision", "include", "file", "quantization"},
            "url": {"url", "sha256"}, "path": {"path", "sha256"}}[kind]
-    foreign = sorted({"repo_id", "revision", "include", "url", "sha256", "path"} & set(body) - own)
+    fields = {"repo_id", "revision", "include", "url", "sha256", "path", "file", "quantization"}
+    foreign = sorted(fields & set(body) - own)
     if foreign:
         raise _field(foreign[0], f"{', '.join(foreign)} does not apply to source {kind!r}")
     meta = {k: str(body[k]) for k in ("name", "family", "size") if body.get(k)}
@@ -154,11 +159,22 @@ def source_from_request(model_id: str, body: dict[str, Any], *,
         meta = {"name": entry.name, "family": entry.family, "size": entry.size, **meta}
         return Source("huggingface", entry.repo_id, revision or entry.revision, meta=meta)
     if kind == "huggingface":
-        repo = body.get("repo_id") or ""
+        repo, _, tag = str(body.get("repo_id") or "").partition(":")  # llama.cpp's repo:quant
         if not REPO_ID.match(repo) or ".." in repo:
-            raise _field("repo_id", "repo_id must look like 'namespace/name'")
+            raise _field("repo_id", "repo_id must look like 'namespace/name' (or "
+                         "'namespace/name:Q4_K_M' for a GGUF repo's quantization)")
+        quant, file = body.get("quantization") or tag or None, body.get("file") or None
+        if tag and body.get("quantization") and tag.upper() != str(quant).upper():
+            raise _field("quantization", f"repo_id names {tag}, quantization {quant}")
+        if sum(map(bool, (quant, file, body.get("include")))) > 1:
+            raise _field("file", "name one of file, quantization (or repo_id's :tag), include")
+        for name, value in (("quantization", quant), ("file", file)):
+            if value and (not QUANT.match(value) if name == "quantization"
+                          else not value.lower().endswith(".gguf") or ".." in value):
+                raise _field(name, "quantization must be a tag like Q4_K_M; file a .gguf "
+                             "file name in the repo")
         return Source(kind, repo, revision or "main", include=tuple(body.get("include") or ()),
-                      meta=meta)
+                      meta=meta, file=file, quant=quant)
     if kind == "url":
         url = _checked_url(str(body.get("url") or ""))
         return Source(kind, url, sha256=_sha(body), meta=meta, public_only=public_only)

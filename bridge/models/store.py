@@ -22,6 +22,14 @@ from bridge.errors import BackendUnavailable, Conflict, ModelNotFound, Validatio
 MANIFEST = "manifest.json"
 USAGE = "usage.json"
 STATUSES = ("ready", "available", "downloading", "error")
+# A model's default generation parameters (FT's ``parameters``): what a request that omits
+# one gets (bridge.params.with_defaults). A download's come from its generation_config.json.
+GENERIC_PARAMETERS: dict[str, float | int] = {"temperature": 0.7, "top_p": 0.9, "top_k": 50}
+# Ollama's defaults (its docs' Modelfile PARAMETER table: temperature 0.8, top_k 40, top_p 0.9,
+# repeat_penalty 1.1), for GGUF models as Ollama serves them: the default model and GGUF
+# downloads. The penalty keeps the default model from looping on one line of a short poem.
+OLLAMA_PARAMETERS: dict[str, float | int] = {
+    "temperature": 0.8, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1}
 QUANTIZATIONS = ("none", "fp32", "bf16", "fp16", "int8-dynamic", "8bit", "4bit")
 
 
@@ -41,11 +49,11 @@ class ModelInfo:
     size: str
     type: str = "chat"
     status: str = "available"
-    parameters: dict[str, float | int] = field(
-        default_factory=lambda: {"temperature": 0.7, "top_p": 0.9, "top_k": 50}
-    )
+    parameters: dict[str, float | int] = field(default_factory=lambda: dict(GENERIC_PARAMETERS))
     quantization: list[str] = field(default_factory=lambda: list(QUANTIZATIONS))
     framework: str = "transformers"
+    format: str = "safetensors"  # or gguf (served by llama.cpp)
+    gguf_type: str = ""  # a GGUF's quantization (Q4_K_M, Q8_0, ...)
     source: str = ""
     path: Path | None = None
     bytes: int = 0
@@ -60,14 +68,19 @@ class ModelInfo:
 
 BUILTIN: dict[str, ModelInfo] = {
     DEFAULT_MODEL_ID: ModelInfo(
+        parameters=dict(OLLAMA_PARAMETERS),
         id=DEFAULT_MODEL_ID,
         name="SmolLM2 135M Instruct",
         family="SmolLM2",
         size="135M",
+        format="gguf",
+        gguf_type="Q4_1",
         source=f"pypi:{DEFAULT_MODEL_PACKAGE} ({DEFAULT_MODEL_FILE})",
     )
 }
-_META_FIELDS = tuple("name family size type parameters quantization framework source".split())
+_META_FIELDS = tuple(
+    "name family size type parameters quantization framework format gguf_type source".split()
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -145,6 +158,12 @@ class ModelStore:
             return False
         with self._lock:
             return self._info(model_id) is not None
+
+    def defaults(self, model_id: str) -> dict[str, float | int]:
+        """A model's default generation parameters ({} when it is not in the catalog)."""
+        with self._lock:
+            info = self._info(model_id) if self.has(model_id) else None
+        return dict(info.parameters) if info is not None else {}
 
     def get(self, model_id: str) -> ModelInfo:
         """One model; ModelNotFound when neither built in nor on disk."""

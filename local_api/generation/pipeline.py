@@ -77,6 +77,7 @@ def request_from_parameters(model: str | None, prompt: str,
         frequency_penalty=float(p.get("frequency_penalty", 0.0)),
         presence_penalty=float(p.get("presence_penalty", 0.0)),
         truncate=bool(p.get("truncate", False)),
+        defaulted=params.omitted(p),
     )
 
 
@@ -100,6 +101,8 @@ def start(
         raise ValidationError(f"{shown} must be at most {limit}",
                               details={"field": shown, "max": limit})
     compute().require_model(request.model)
+    # The model's catalog defaults (FT's ``parameters``) for what the client left out.
+    request = params.with_defaults(request, compute().store.defaults(request.model))
     if conversation_id:
         past = conversations.history(conversation_id, who.user_id)
         request = replace(request, messages=(*past, *request.messages))

@@ -54,6 +54,8 @@ DOWNLOAD = obj(
         "repo_id": _text,
         "revision": {"type": "string", "minLength": 1, "maxLength": 255},
         "include": {"type": "array", "items": _text, "maxItems": 32},
+        "file": {"type": "string", "minLength": 1, "maxLength": 255},  # a GGUF repo's file
+        "quantization": {"type": "string", "minLength": 1, "maxLength": 32},  # or its tag
         "url": {"type": "string", "minLength": 1, "maxLength": 4096},
         "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
         "path": {"type": "string", "minLength": 1, "maxLength": 4096},

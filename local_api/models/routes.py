@@ -41,7 +41,8 @@ UNLOAD = obj({"model_id": {"type": "string", "minLength": 1, "maxLength": 128}},
 def describe(info: ModelInfo, loaded: set[str], engines: dict[str, str] | None = None,
              ) -> dict[str, Any]:  # fmt: skip
     """One model in both documents' vocabulary: FT's status/size/family, AQ's type/framework;
-    ``engine``: the local engine serving it while loaded (llama.cpp, transformers)."""
+    ``engine``: the local engine serving it while loaded (llama.cpp, transformers); ``format``
+    safetensors or gguf, and a GGUF's ``quantization`` (Q4_K_M, ...)."""
     params = dict(info.parameters)
     status = "loaded" if info.id in loaded else info.status
     return {
@@ -52,10 +53,12 @@ def describe(info: ModelInfo, loaded: set[str], engines: dict[str, str] | None =
         "family": info.family,
         "type": info.type,
         "status": status,
+        "format": info.format,
+        "quantization": info.gguf_type or None,
         "parameters": {
             **params,
             "size": info.size,
-            "quantization": ",".join(info.quantization),
+            "quantization": info.gguf_type or ",".join(info.quantization),
             "framework": info.framework,
         },
         "quantization_options": list(info.quantization),

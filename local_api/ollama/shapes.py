@@ -15,7 +15,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge import errors
+from bridge import errors, params
 from bridge.models.store import MANIFEST, ModelInfo
 from bridge.types import GenerateRequest, Message
 
@@ -160,6 +160,7 @@ def build_request(body: dict[str, Any], model: str, limit: int, *,
         presence_penalty=float(o.get("presence_penalty") or 0.0),
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
+        defaulted=params.omitted(o, {"repetition_penalty": "repeat_penalty"}),
     )
 
 
@@ -202,9 +203,10 @@ def loaded(model: str, reason: str, *, chat: bool) -> dict[str, Any]:
 
 def details(info: ModelInfo) -> dict[str, Any]:
     family = (info.family or "").lower()
-    return {"parent_model": "", "format": "gguf" if info.framework == "gguf" else "safetensors",
+    return {"parent_model": "", "format": info.format,
             "family": family, "families": [family] if family else None,
-            "parameter_size": info.size, "quantization_level": ",".join(info.quantization)}
+            "parameter_size": info.size,
+            "quantization_level": info.gguf_type or ",".join(info.quantization)}
 
 
 def _modified(info: ModelInfo) -> str:

@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Any
 
-from bridge import errors
+from bridge import errors, params
 from bridge.types import GenerateRequest, Message
 from local_api.openai.errors import param_name
 from local_api.validation import check
@@ -219,6 +219,7 @@ def build_request(
         presence_penalty=float(body.get("presence_penalty") or 0.0),
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
+        defaulted=params.omitted(body, {"repetition_penalty": None}),  # not OpenAI's
     )
 
 

@@ -10,7 +10,7 @@ from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import BackendUnavailable, Conflict, ModelNotFound
 from bridge.models import convert
 from bridge.models.convert import prepare_default_model
-from bridge.models.store import ModelCorrupted, ModelStore
+from bridge.models.store import OLLAMA_PARAMETERS, ModelCorrupted, ModelStore
 
 
 def make_model(folder: Path, size: int = 100) -> Path:
@@ -28,7 +28,8 @@ def test_builtin_default_model_is_listed_before_any_download(tmp_path: Path) -> 
     )  # fmt: skip
     assert info.status == "available"
     assert info.framework == "transformers"
-    assert set(info.parameters) == {"temperature", "top_p", "top_k"}
+    assert info.parameters == OLLAMA_PARAMETERS  # the defaults a request that omits them gets
+    assert (info.format, info.gguf_type) == ("gguf", "Q4_1")  # its packaged file
     assert [m.id for m in store.list()] == [DEFAULT_MODEL_ID]
 
 

@@ -107,9 +107,9 @@ class HubStandin:
         self.thread.join(timeout=5)
 
     def add_repo(self, repo_id: str, files: dict[str, bytes | Path]) -> str:
-        """Publish a repo; files ending in .safetensors are LFS files. Returns the commit."""
+        """Publish a repo; .safetensors and .gguf files are LFS files. Returns the commit."""
         commit = secrets.token_hex(20)
-        blobs = {n: Blob(d, lfs=n.endswith(".safetensors")) for n, d in files.items()}
+        blobs = {n: Blob(d, lfs=n.endswith((".safetensors", ".gguf"))) for n, d in files.items()}
         self.repos[repo_id] = Repo(commit, blobs)
         return commit
 
