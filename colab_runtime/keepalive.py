@@ -56,6 +56,7 @@ class KeepAlive:
         self.last_error: BridgeError | None = None  # of the last round; None when it went well
         self.state = "alive"
         self.gone_reason: str | None = None
+        self.gone_kind: str | None = None  # "reclaimed", "restarted" or "lost", once gone
         self.pings = 0
         self._missing = 0
         self.started_at: str | None = None  # the runtime's Jupyter server start, once seen
@@ -96,15 +97,16 @@ class KeepAlive:
     def _reconcile(self) -> None:
         current = self.client.find(self.assignment.endpoint)
         if current is None:
-            self._gone(self._why_gone())
+            self._gone(self._why_gone(), "reclaimed")
             return
         if self._missing >= GONE_AFTER_404:
-            self._gone("keep-alive answered 404 repeatedly: Colab no longer serves the runtime")
+            self._gone("keep-alive answered 404 repeatedly: Colab no longer serves the runtime",
+                       "lost")
             return
         started = self.client.runtime_started(current)
         if started and self.started_at and started != self.started_at:
             self._gone(f"Colab restarted the runtime (its server started again at {started}): "
-                       "the worker and its tunnel did not survive the restart")
+                       "the worker and its tunnel did not survive the restart", "restarted")
             return
         self.started_at = started or self.started_at
         due = self.assignment.token_expires_within(self.renew_margin, self.client.clock())
@@ -119,8 +121,8 @@ class KeepAlive:
         return ("Colab no longer lists the runtime: reclaimed (idle past its fit, or the session "
                 "cap of ~12 h), restarted, or released elsewhere")
 
-    def _gone(self, reason: str) -> None:
-        self.state, self.gone_reason = "gone", reason
+    def _gone(self, reason: str, kind: str) -> None:
+        self.state, self.gone_reason, self.gone_kind = "gone", reason, kind
         self._stop.set()
         log.warning("Colab runtime %s is gone: %s", self.assignment.endpoint, reason)
         if self.on_gone is not None:

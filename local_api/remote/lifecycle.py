@@ -58,9 +58,8 @@ class Lost:
         self._items: list[dict[str, Any]] = []
         self.counts: dict[str, int] = {}
 
-    def add(self, name: str, endpoint: str, reason: str) -> None:
-        kind = ("restarted" if "restarted the runtime" in reason else
-                "reclaimed" if "no longer lists" in reason or "reclaimed" in reason else "lost")
+    def add(self, name: str, endpoint: str, reason: str, kind: str = "lost") -> None:
+        """Record a worker whose runtime went away; ``kind``: reclaimed, restarted or lost."""
         with self._lock:
             self._items = [*self._items[-(KEEP_LOST - 1):],
                            {"worker": name, "endpoint": endpoint, "kind": kind,

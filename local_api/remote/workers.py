@@ -245,7 +245,8 @@ class Remote:
         finally:
             if reserved:
                 self.settled(attached.name)
-        self.lost.add(attached.name, str(colab.get("endpoint")), reason)
+        self.lost.add(attached.name, str(colab.get("endpoint")), reason,
+                      getattr(attached.keepalive, "gone_kind", None) or "lost")
 
     def restore(self, *, probe: bool = True) -> list[str]:
         """Re-attach every stored worker not attached yet; returns their names (``probe``:
