@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import GREEDY
 from benchmarks.bench_generation import _login, _serve
 from benchmarks.bench_local import LONG, PROMPTS
 from bridge.backends.engines.llama_cpp import default_threads
@@ -52,7 +53,7 @@ def raw_llama(prompt_ids: list[int], threads: int) -> float:
 def api_rate(http: httpx.Client, headers: dict[str, str], prompt: str) -> tuple[float, int]:
     """tok/s of one greedy answer through /api/generate (ignoring EOS is not offered: a long
     story prompt keeps the default model going)."""
-    body = {"prompt": prompt, "parameters": {"temperature": 0, "max_tokens": TOKENS}}
+    body = {"prompt": prompt, "parameters": {**GREEDY, "max_tokens": TOKENS}}
     started = time.perf_counter()
     answer = http.post("/api/generate", headers=headers, json=body, timeout=600).json()
     tokens = int(answer["usage"]["completion_tokens"])

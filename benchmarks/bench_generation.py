@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from transformers import AutoTokenizer
 
+from benchmarks import GREEDY
 from benchmarks.bench_local import LONG, PROMPTS, chat_ids, raw_generate
 from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
@@ -34,7 +35,7 @@ def _login(http: httpx.Client) -> dict[str, str]:
 
 
 def _ask(http: httpx.Client, headers: dict[str, str], prompt: str) -> int:
-    body = {"prompt": prompt, "parameters": {"temperature": 0, "max_tokens": MAX_TOKENS}}
+    body = {"prompt": prompt, "parameters": {**GREEDY, "max_tokens": MAX_TOKENS}}
     answer = http.post("/api/generate", headers=headers, json=body, timeout=300).json()
     return int(answer["usage"]["completion_tokens"])
 

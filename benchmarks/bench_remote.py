@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import GREEDY
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.models.convert import prepare_default_model
 from bridge.models.store import ModelStore
@@ -118,7 +119,7 @@ def overhead(api: httpx.Client, headers: dict[str, str], direct: Direct, proxy: 
     prompt = "hello world from the benchmark"
     request = GenerateRequest(DEFAULT_MODEL_ID, messages=(Message("user", prompt),),
                               max_tokens=16, temperature=0)
-    body = {"prompt": prompt, "parameters": {"temperature": 0, "max_tokens": 16}}
+    body = {"prompt": prompt, "parameters": {**GREEDY, "max_tokens": 16}}
 
     def through_api() -> None:
         answer = api.post("/api/v1/chat/completion", json=body, headers=headers)
@@ -177,7 +178,7 @@ def streaming(api: httpx.Client, headers: dict[str, str], direct: Direct) -> Non
     request = GenerateRequest(DEFAULT_MODEL_ID, messages=(Message("user", words),),
                               max_tokens=STREAM_TOKENS, temperature=0)
     body = {"prompt": words, "stream": True,
-            "parameters": {"temperature": 0, "max_tokens": STREAM_TOKENS}}
+            "parameters": {**GREEDY, "max_tokens": STREAM_TOKENS}}
     api_gaps, direct_gaps = [], []
     for _ in range(STREAM_RUNS):
         direct_gaps.append(direct.stream_gaps(request) * 1000)
@@ -190,7 +191,7 @@ def streaming(api: httpx.Client, headers: dict[str, str], direct: Direct) -> Non
 
 
 def failover(url: str, headers: dict[str, str], worker_pid: int) -> None:
-    body = {"prompt": "Say hello in five words.", "parameters": {"temperature": 0,
+    body = {"prompt": "Say hello in five words.", "parameters": {**GREEDY,
                                                                  "max_tokens": 8}}
     results: list[tuple[float, float, int, str]] = []  # start, end, status, backend
     lock, killed_at = threading.Lock(), [0.0]
@@ -235,7 +236,7 @@ def failover(url: str, headers: dict[str, str], worker_pid: int) -> None:
 def _warm_local(api: httpx.Client, headers: dict[str, str], worker_url: str, secret: str) -> None:
     """Load and warm the local model (`bridge serve` does that at start)."""
     api.request("DELETE", "/api/v1/system/colab/connect", headers=headers)
-    ask = {"prompt": "Say hello in five words.", "parameters": {"temperature": 0,
+    ask = {"prompt": "Say hello in five words.", "parameters": {**GREEDY,
                                                                 "max_tokens": 8}}
     for _ in range(3):
         answer = api.post("/api/v1/chat/completion", json=ask, headers=headers)
