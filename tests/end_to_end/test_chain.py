@@ -22,24 +22,11 @@ from sqlalchemy import text
 
 from bridge.config import DEFAULT_MODEL_ID
 from tests.support.app import Auth, LiveServer
-from tests.support.remote import Google, Jupyter, sign_in
+from tests.support.remote import Google, Jupyter, sign_in, workers_of
 
 CONNECT = "/api/v1/system/colab/connect"
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 
-
-def workers_of(jupyter: Jupyter) -> list[psutil.Process]:  # noqa: F811
-    """The worker processes kernels of this Jupyter server started (found by their BRIDGE_HOME)."""
-    home = str(jupyter.root / "bridge-home")
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "colab_runtime.worker" in (proc.info["cmdline"] or []) and \
-                    proc.environ().get("BRIDGE_HOME") == home:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 @pytest.fixture

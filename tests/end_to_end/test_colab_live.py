@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 from jupyter_client.kernelspec import KernelSpecManager
@@ -42,7 +41,7 @@ from tests.support.fake_google import (
     create_oauth_app,
 )
 from tests.support.live_process import serve
-from tests.support.remote import ROOT, Jupyter, jupyter_server
+from tests.support.remote import ROOT, Jupyter, jupyter_server, workers_of
 
 CONNECT = "/api/v1/system/colab/connect"
 INTERVAL = 2.0  # BRIDGE_COLAB_KEEPALIVE_INTERVAL: the probe interval of this test
@@ -104,18 +103,6 @@ def import_fails_in_kernel(jupyter: Jupyter) -> str:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
 
-
-def workers_of(jupyter: Jupyter) -> list[psutil.Process]:
-    home = str(jupyter.root / "bridge-home")
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "colab_runtime.worker" in (proc.info["cmdline"] or []) and \
-                    proc.environ().get("BRIDGE_HOME") == home:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from tests.support.connect import (
     worker_entry,
 )
 from tests.support.fakes import FakeBackend
-from tests.support.remote import Google, sign_in
+from tests.support.remote import Google, sign_in, stored_runtime
 
 pytestmark = pytest.mark.usefixtures("connect_database")  # SQLite and a real PostgreSQL
 
@@ -385,13 +385,7 @@ def test_a_colab_worker_comes_back_with_its_keep_alive_after_a_restart(
     headers = admin(client)
     body = {"credentials": google.credentials, "tunnel": "none"}
     sign_in(client, client.post(CONNECT, headers=headers, json=body).get_json()["auth_url"])
-    nbh = "n" * 44
-    google.colab.assignments["gpu-t4-s-9"] = {  # a runtime the service got before it stopped
-        "endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU", "nbh": nbh,
-        "token": "old", "expires_at": google.colab.now - 1, "tokens": {},
-        "since": google.colab.now, "active_at": google.colab.now}
-    colab = {"endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU",
-             "notebook_hash": nbh, "proxy_url": "http://unused"}
+    colab = stored_runtime(google)  # a runtime the service got before it stopped
     with first.app_context():
         first.extensions["remote"].attach(Attached(
             "colab-t4-1", "worker", worker.url, build_backend("colab-t4-1", "worker", worker.url,

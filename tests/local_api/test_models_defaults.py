@@ -44,11 +44,8 @@ def app(app_config: dict[str, Any], fake: LocalFake, tmp_path: Path) -> Iterator
 
 
 @pytest.fixture
-def key(http: httpx.Client) -> str:
-    http.post("/api/auth/register",
-              json={"username": "alice", "email": "a@example.org", "password": "longenough"})
-    login = http.post("/api/auth/login", json={"username": "alice", "password": "longenough"})
-    return str(login.json()["access_token"])
+def key(access_token: str) -> str:
+    return access_token
 
 
 def _ws(server: LiveServer, key: str, params: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from local_api.remote import shared, stored
 from local_api.remote.workers import Attached, Remote, build_backend
 from tests.support.connect import CONNECT, RUNTIME, SECRET, WORKER_ANSWER, admin, ask
 from tests.support.fakes import FakeBackend
-from tests.support.remote import Google, sign_in
+from tests.support.remote import Google, sign_in, stored_runtime
 
 pytestmark = pytest.mark.usefixtures("database_url")
 INTERVAL = 0.5  # the router's probe interval: how soon an instance learns of a change
@@ -92,13 +92,7 @@ def test_colab_keep_alives_run_on_one_instance_and_move_when_it_dies(
     headers = admin(client)
     body = {"credentials": google.credentials, "tunnel": "none"}
     sign_in(client, client.post(CONNECT, headers=headers, json=body).get_json()["auth_url"])
-    nbh = "n" * 44
-    google.colab.assignments["gpu-t4-s-9"] = {
-        "endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU", "nbh": nbh,
-        "token": "old", "expires_at": google.colab.now - 1, "tokens": {},
-        "since": google.colab.now, "active_at": google.colab.now}
-    colab = {"endpoint": "gpu-t4-s-9", "accelerator": "T4", "variant": "GPU",
-             "notebook_hash": nbh, "proxy_url": "http://unused"}
+    colab = stored_runtime(google)
     with first.app_context():
         first.extensions["remote"].attach(Attached(
             "colab-t4-1", "worker", worker.url,

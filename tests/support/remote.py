@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 from flask.testing import FlaskClient
@@ -156,3 +158,29 @@ def jupyter_server(root: Path, model_store: object, extra: dict[str, str]) -> It
             os.killpg(proc.pid, 9)
             proc.wait()
         log.close()
+
+
+def workers_of(jupyter: Jupyter) -> list[psutil.Process]:
+    """The worker processes this Jupyter server's kernels started (found by their BRIDGE_HOME)."""
+    home = str(jupyter.root / "bridge-home")
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "colab_runtime.worker" in (proc.info["cmdline"] or []) and \
+                    proc.environ().get("BRIDGE_HOME") == home:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def stored_runtime(google: Google, endpoint: str = "gpu-t4-s-9") -> dict[str, Any]:
+    """A runtime Colab assigned before (its proxy token already expired), put in the
+    stand-in's list; returns the ``colab`` record the service keeps for its worker."""
+    nbh = "n" * 44
+    now = google.colab.now
+    google.colab.assignments[endpoint] = {
+        "endpoint": endpoint, "accelerator": "T4", "variant": "GPU", "nbh": nbh,
+        "token": "old", "expires_at": now - 1, "tokens": {}, "since": now, "active_at": now}
+    return {"endpoint": endpoint, "accelerator": "T4", "variant": "GPU",
+            "notebook_hash": nbh, "proxy_url": "http://unused"}
