@@ -172,7 +172,8 @@ def _progress(label: str, model: str, job: Job | None) -> Iterator[dict[str, Any
         now = (job.status, job.bytes_done, job.bytes_total)
         if now != seen and job.status == "downloading":
             seen = now
-            step = {"status": f"pulling {label}", "digest": job.id, "completed": job.bytes_done}
+            step = {"status": f"pulling {label}", "digest": _digest(job),
+                    "completed": job.bytes_done}
             yield step if job.bytes_total is None else {**step, "total": job.bytes_total}
         if stop.wait(POLL):
             raise errors.BackendUnavailable("the service is shutting down")
@@ -181,6 +182,13 @@ def _progress(label: str, model: str, job: Job | None) -> Iterator[dict[str, Any
         yield {"status": "verifying sha256 digest"}  # the download checked every file's
         yield {"status": "writing manifest"}
     yield {"status": "success"}
+
+
+def _digest(job: Job) -> str:
+    """Ollama's ``digest`` (``sha256:<hex>`` of the blob): the file's, when the job fetches one
+    file whose sha256 the source vouches for (a Hub LFS file), else the job's id."""
+    files = job.plan.files if job.plan is not None else []
+    return f"sha256:{files[0].sha256}" if len(files) == 1 and files[0].sha256 else job.id
 
 
 @bp.post("/embed")

@@ -4,6 +4,7 @@ quantizations (Q4_1: the real default model; Q8_0: a small whole GGUF)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,8 @@ def test_pull_streams_progress_then_the_model_is_listed_and_shown_by_that_name(
         "verifying sha256 digest", "writing manifest", "success"], statuses
     steps = [p for p in lines if p.status == f"pulling {PULLED}"]
     size = small_gguf(tmp_path / "same.gguf").stat().st_size
-    assert steps and all(p.digest and p.total == size for p in steps), steps
+    digest = "sha256:" + hashlib.sha256((tmp_path / "same.gguf").read_bytes()).hexdigest()
+    assert steps and all(p.digest == digest and p.total == size for p in steps), steps
     fetched = {r["path"].rsplit("/", 1)[-1] for r in gguf_repo.requests
                if r["method"] == "GET" and "/api/models/" not in r["path"]}
     assert fetched == {SMALL}  # the one quantization named
