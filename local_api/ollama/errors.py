@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import errors
 from local_api.errors import register_dialect, request_id
+from local_api.ollama import hf
 
 log = logging.getLogger("compute_bridge.ollama")
 
@@ -25,7 +26,7 @@ def message(exc: errors.BridgeError) -> str:
     if isinstance(exc, errors.ModelNotFound):
         model = exc.details.get("model_id") or exc.details.get("model")
         if model:
-            return f"model '{model}' not found"
+            return f"model '{hf.ollama_name(str(model))}' not found"
     if isinstance(exc, errors.ContextLengthExceeded) and "context" in exc.details:
         d = exc.details  # in this dialect's words: num_predict, truncate
         return (f"the input length exceeds the context length: the prompt takes "

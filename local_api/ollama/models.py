@@ -1,9 +1,13 @@
 """Ollama's model endpoints over the service's catalog: /tags, /show, /ps, /pull, /embed.
 
 ``/pull`` starts (or follows) a download job of local_api/models/downloads.py from the
-built-in registry, as ``ollama pull`` fetches from Ollama's registry, and streams its
-progress as Ollama's lines (``status``, ``digest``, ``total``, ``completed``) until
-``{"status": "success"}``; ``"stream": false`` waits and answers that one object. A client
+built-in registry, as ``ollama pull`` fetches from Ollama's registry, or of one quantization
+of a GGUF repo for an ``hf.co/owner/repo:quant`` name (hf.py), and streams its progress as
+Ollama's lines until ``{"status": "success"}`` (the shapes of the client's
+``ollama._types.ProgressResponse``: ``status``, ``digest``, ``total``, ``completed``; the
+statuses of Ollama's server, server/images.go PullModel: "pulling manifest", "pulling ...",
+"verifying sha256 digest", "writing manifest", "success"); ``"stream": false`` waits and
+answers that last object. A client
 that leaves stops following, not the download. No backend here computes embeddings, so
 ``/embed`` answers what Ollama answers for a model without the capability (400).
 """
@@ -18,15 +22,17 @@ from typing import Any
 from flask import Blueprint, Response, current_app, stream_with_context
 
 from bridge import errors
+from bridge.downloads import ggufs
 from bridge.downloads.jobs import ACTIVE, Job
 from bridge.downloads.manager import is_stored
+from bridge.downloads.sources import NOT_FOUND, DownloadError
 from bridge.models.store import ModelInfo
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation.compute import compute
 from local_api.models import downloads
 from local_api.ollama import errors as ollama_errors
-from local_api.ollama import shapes
+from local_api.ollama import hf, shapes
 from local_api.validation import json_body
 
 bp = Blueprint("ollama_models", __name__, url_prefix="/api")
@@ -85,20 +91,30 @@ def ps() -> Response:
 
 
 @bp.post("/pull")
-@spec("Ollama: download a registry model (NDJSON progress unless stream is false)",
+@spec("Ollama: download a registry model or hf.co/owner/repo:quant (NDJSON progress "
+      "unless stream is false)",
       body=shapes.PULL)
 @login_required
 def pull() -> Response:
     body = json_body(shapes.PULL)
-    model = downloads.check_model_id(shapes.model_id(shapes.name_of(body)))
-    job = _start(model)  # refusals (unknown id, forbidden) before any byte
+    name = shapes.name_of(body)
+    if hf.is_hf(name):  # a GGUF repo's quantization, as Ollama pulls hf.co names
+        wanted = hf.parse(name)
+        model, label = wanted.model_id, wanted.name
+        try:
+            job = _start(model, _hf_request(wanted))
+        except errors.ValidationError as exc:
+            raise _no_such_quant(wanted, exc) from exc
+    else:  # a registry id (refusals: unknown id, forbidden) before any byte
+        model = label = downloads.check_model_id(shapes.model_id(name))
+        job = _start(model, {"model_id": model, "source": "registry"})
     if body.get("stream") is False:
-        *_, last = _progress(model, job)  # waits for the end (errors: their real status)
+        *_, last = _progress(label, model, job)  # waits for the end (errors: real status)
         return _json(last)
 
     def lines() -> Iterator[str]:
         try:
-            for line in _progress(model, job):
+            for line in _progress(label, model, job):
                 yield json.dumps(line) + "\n"
         except errors.BridgeError as exc:
             yield json.dumps(ollama_errors.error_body(exc)) + "\n"
@@ -108,8 +124,27 @@ def pull() -> Response:
     return response
 
 
-def _start(model: str) -> Job | None:
-    """The job to follow: a running one, a new registry download, or None when stored."""
+def _no_such_quant(wanted: hf.HfName, exc: errors.ValidationError) -> errors.ValidationError:
+    """The choice of quantization refused, in Ollama's words (the repo's quantizations)."""
+    found = exc.details.get("quantizations")
+    if found is None:
+        return exc
+    which = f"no {wanted.quant} quantization" if wanted.quant else (
+        f"no {ggufs.DEFAULT_QUANT} (the default) and {len(found)} quantizations")
+    return errors.ValidationError(
+        f"pull {wanted.name}: {wanted.repo_id} has {which}; available: {', '.join(found)} "
+        f"(pull {wanted.host}/{wanted.repo_id}:{found[0] if found else 'Q4_K_M'})",
+        details={"field": "model", "quantizations": found})
+
+
+def _hf_request(wanted: hf.HfName) -> dict[str, Any]:
+    """The download (local_api/models/downloads.py's DOWNLOAD) an hf.co name asks for."""
+    request_ = {"model_id": wanted.model_id, "source": "huggingface", "repo_id": wanted.repo_id}
+    return {**request_, "quantization": wanted.quant} if wanted.quant else request_
+
+
+def _start(model: str, request_: dict[str, Any]) -> Job | None:
+    """The job to follow: a running one, a new download, or None when stored."""
     if is_stored(compute().store, model):
         return None
     running = downloads.latest(model)
@@ -117,26 +152,43 @@ def _start(model: str) -> Job | None:
         return running
     who = current_identity()
     assert who is not None
-    return downloads.submit(who, model, {"model_id": model, "source": "registry"})
+    try:
+        return downloads.submit(who, model, request_)
+    except DownloadError as exc:
+        if exc.error_type == NOT_FOUND:  # the repo (or revision) is not on the Hub: 404
+            raise errors.ModelNotFound(f"pull model manifest: {exc.message}") from exc
+        raise
 
 
-def _progress(model: str, job: Job | None) -> Iterator[dict[str, Any]]:
-    """Ollama's progress objects for ``job`` until it ends (DownloadFailed if it fails)."""
+def _progress(label: str, model: str, job: Job | None) -> Iterator[dict[str, Any]]:
+    """Ollama's progress objects for ``job`` until it ends (DownloadFailed if it fails);
+    after a download, Ollama's closing steps (server/images.go PullModel)."""
     yield {"status": "pulling manifest"}
     stop, seen = compute().stop, None
     while job is not None and job.status != "completed":
         if job.status not in ACTIVE:
             reason = job.error_message or f"download {job.status}"
-            raise errors.DownloadFailed(f"pull {model}: {reason}")
+            raise errors.DownloadFailed(f"pull {label}: {reason}")
         now = (job.status, job.bytes_done, job.bytes_total)
         if now != seen and job.status == "downloading":
             seen = now
-            step = {"status": f"pulling {model}", "digest": job.id, "completed": job.bytes_done}
+            step = {"status": f"pulling {label}", "digest": _digest(job),
+                    "completed": job.bytes_done}
             yield step if job.bytes_total is None else {**step, "total": job.bytes_total}
         if stop.wait(POLL):
             raise errors.BackendUnavailable("the service is shutting down")
         job = downloads.latest(model) or job
+    if job is not None:
+        yield {"status": "verifying sha256 digest"}  # the download checked every file's
+        yield {"status": "writing manifest"}
     yield {"status": "success"}
+
+
+def _digest(job: Job) -> str:
+    """Ollama's ``digest`` (``sha256:<hex>`` of the blob): the file's, when the job fetches one
+    file whose sha256 the source vouches for (a Hub LFS file), else the job's id."""
+    files = job.plan.files if job.plan is not None else []
+    return f"sha256:{files[0].sha256}" if len(files) == 1 and files[0].sha256 else job.id
 
 
 @bp.post("/embed")
