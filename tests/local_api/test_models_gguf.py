@@ -9,48 +9,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from gguf import GGUFWriter, LlamaFileType
 
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.models.convert import find_default_gguf
 from bridge.models.store import ModelStore
 from tests.support.app import Auth
-from tests.support.hub_standin import HubStandin
+from tests.support.hub_standin import GGUF_REAL, GGUF_REPO, GGUF_SMALL, HubStandin, small_gguf
 
 API = "/api/v1/models"
-REPO = "someone/SmolLM2-135M-Instruct-GGUF"
-REAL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMALL = "SmolLM2-135M-Instruct.Q8_0.gguf"
+REPO, REAL, SMALL = GGUF_REPO, GGUF_REAL, GGUF_SMALL
 
 
 @pytest.fixture
 def app(make_app: Callable[..., Flask], tmp_path: Path, hub: HubStandin) -> Flask:
     return make_app({"home": tmp_path / "home", "hf_endpoint": hub.url,
                      "ratelimit_enabled": False, "download_timeout": 5, "download_retries": 1})
-
-
-def small_gguf(path: Path) -> Path:
-    """A whole GGUF (header, metadata, one tensor) written with llama.cpp's own writer."""
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_file_type(LlamaFileType.MOSTLY_Q8_0)
-    writer.add_size_label("135M")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-@pytest.fixture
-def gguf_repo(hub: HubStandin, tmp_path: Path) -> HubStandin:
-    hub.add_repo(REPO, {REAL: find_default_gguf(), SMALL: small_gguf(tmp_path / SMALL),
-                        "README.md": b"# quantizations of SmolLM2"})
-    return hub
 
 
 def store(app: Flask) -> ModelStore:

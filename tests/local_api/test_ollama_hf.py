@@ -10,44 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import ollama
 import pytest
 from flask import Flask
-from gguf import GGUFWriter, LlamaFileType
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.models.convert import find_default_gguf
 from bridge.models.store import ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
 from tests.support.app import LiveServer
 from tests.support.fakes import LocalFake
-from tests.support.hub_standin import HubStandin
+from tests.support.hub_standin import GGUF_REAL, GGUF_REPO, GGUF_SMALL, HubStandin, small_gguf
 
-REPO = "someone/SmolLM2-135M-Instruct-GGUF"
-REAL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMALL = "SmolLM2-135M-Instruct.Q8_0.gguf"
+REPO, REAL, SMALL = GGUF_REPO, GGUF_REAL, GGUF_SMALL
 PULLED = f"hf.co/{REPO}:Q8_0"
-
-
-def small_gguf(path: Path) -> Path:
-    """A whole GGUF (header, metadata, one tensor) written with llama.cpp's own writer."""
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_file_type(LlamaFileType.MOSTLY_Q8_0)
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-@pytest.fixture
-def gguf_repo(hub: HubStandin, tmp_path: Path) -> HubStandin:
-    hub.add_repo(REPO, {REAL: find_default_gguf(), SMALL: small_gguf(tmp_path / SMALL),
-                        "README.md": b"# quantizations of SmolLM2"})
-    return hub
 
 
 def _config(app_config: dict[str, Any], hub: HubStandin) -> dict[str, Any]:

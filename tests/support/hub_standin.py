@@ -273,3 +273,37 @@ def hub() -> Iterator[HubStandin]:
     """A Hub stand-in on a free loopback port for one test (a plugin fixture, see conftest)."""
     with HubStandin() as standin:
         yield standin
+
+
+# A GGUF repo as quantizers publish them: the real default model's file (Q4_1) and a small whole
+# GGUF labelled Q8_0, so a pull can choose between two quantizations.
+GGUF_REPO = "someone/SmolLM2-135M-Instruct-GGUF"
+GGUF_REAL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SMALL = "SmolLM2-135M-Instruct.Q8_0.gguf"
+
+
+def small_gguf(path: Path) -> Path:
+    """A whole GGUF (header, metadata, one tensor) written with llama.cpp's own writer."""
+    import numpy as np
+    from gguf import GGUFWriter, LlamaFileType
+
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_file_type(LlamaFileType.MOSTLY_Q8_0)
+    writer.add_size_label("135M")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def gguf_repo(hub: HubStandin, tmp_path: Path) -> HubStandin:
+    """``hub`` serving GGUF_REPO (GGUF_REAL, GGUF_SMALL and a README)."""
+    from bridge.models.convert import find_default_gguf
+
+    hub.add_repo(GGUF_REPO, {GGUF_REAL: find_default_gguf(),
+                             GGUF_SMALL: small_gguf(tmp_path / GGUF_SMALL),
+                             "README.md": b"# quantizations of SmolLM2"})
+    return hub
