@@ -47,6 +47,8 @@ def connect(request: ColabConnect, who: Identity, name: str, attach: Attach) -> 
     secret = secrets.token_urlsafe(32)
     try:
         _preflight(keeper)
+        # stored with the worker: after a service restart, a VM restart meanwhile still shows
+        colab["runtime_started"] = keeper.started_at
         keeper.start()  # pings during the launch too: a long install must not idle it out
         runtime = RemoteRuntime.colab(assignment.proxy_url, assignment.proxy_token)
         url, _ = launch(runtime, request.launch, secret, field=None)

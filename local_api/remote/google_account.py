@@ -140,14 +140,17 @@ def keeper(
     last_used: Callable[[], float] | None = None, on_gone: Callable[[str], None] | None = None,
 ) -> KeepAlive:
     """A keep-alive for a runtime (not started); a restored one (token unknown) has its token
-    renewed at the first round."""
+    renewed at the first round, and knows the runtime's server start stored with the worker
+    (``colab["runtime_started"]``), so a VM restart while the service was down is noticed."""
     if assignment is None:
         assignment = Assignment(colab["endpoint"], colab.get("proxy_url", ""), "", 0.0,
                                 colab.get("accelerator", "T4"), colab.get("variant", "GPU"),
                                 colab.get("fit"))
     where = endpoints()
-    return KeepAlive(client, assignment, interval=where.keepalive_interval,
+    keep = KeepAlive(client, assignment, interval=where.keepalive_interval,
                      idle_limit=where.idle_limit, last_used=last_used, on_gone=on_gone)
+    keep.started_at = colab.get("runtime_started") or None
+    return keep
 
 
 def release_runtime(client: ColabClient | None, endpoint: str) -> str | None:

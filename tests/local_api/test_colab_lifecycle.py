@@ -142,8 +142,10 @@ def test_a_failed_pre_flight_releases_the_runtime_and_says_why(
     assert any("/tun/m/unassign/" in path for _, path in google.colab.requests)
 
 
-def attach_colab_worker(app: Flask, google: Google, worker_url: str) -> None:
-    """A Colab worker attached as a connect leaves it (the launch itself: test_chain.py)."""
+def attach_colab_worker(app: Flask, google: Google, worker_url: str, *,
+                        preflight: bool = False) -> None:
+    """A Colab worker attached as a connect leaves it (the launch itself: test_chain.py);
+    ``preflight``: with the first keep-alive and the runtime's start stored, as connect does."""
     client = app.test_client()
     signed_in(client, google)
     with app.app_context():
@@ -157,6 +159,9 @@ def attach_colab_worker(app: Flask, google: Google, worker_url: str) -> None:
                  "notebook_hash": colab_client.notebook_hash, "proxy_url": a.proxy_url,
                  "fit": a.fit}
         keeper = google_account.keeper(colab_client, colab, a)
+        if preflight:
+            keeper.preflight()
+            colab["runtime_started"] = keeper.started_at
         backend = build_backend("colab-t4-1", "worker", worker_url, SECRET, 10)
         app.extensions["remote"].attach(Attached(
             "colab-t4-1", "worker", worker_url, backend,
@@ -266,3 +271,21 @@ def test_every_google_endpoint_is_a_setting(make_app: Callable[..., Flask], home
     assert (where.auth_uri, where.token_uri, where.colab_url, where.colab_api_url,
             where.drive_root_url, where.idle_limit, where.keepalive_interval) == (
         "http://g/auth", "http://g/token", "http://c", "http://c-api", "http://d/", 120.0, 0.5)
+
+
+def test_a_runtime_restarted_while_the_service_was_down_is_lost_when_it_comes_back(
+    build: Callable[..., Flask], google: Google, worker: Any, home: Path  # noqa: F811
+) -> None:
+    first = build()
+    attach_colab_worker(first, google, worker.url, preflight=True)
+    first.extensions["remote"].get("colab-t4-1").keepalive.stop()  # the service stops
+    google.colab.restart("gpu-t4-s-1")  # meanwhile Colab gives the endpoint a new VM
+    worker.stop()
+    again = build()  # same home: the worker comes back from the database
+    keeper = again.extensions["remote"].get("colab-t4-1").keepalive
+    assert keeper is not None and keeper.started_at  # what the connect saw
+    keeper.tick()
+    assert (keeper.state, keeper.gone_kind) == ("gone", "restarted")
+    client = again.test_client()
+    status = client.get("/api/v1/system/status", headers=admin(client)).get_json()
+    assert [(x["worker"], x["kind"]) for x in status["lost"]] == [("colab-t4-1", "restarted")]
