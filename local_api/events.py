@@ -7,7 +7,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +24,7 @@ class EventBus:
     def __init__(self, maxsize: int = 256) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[tuple[int | None, queue.Queue[Event]]] = []
+        self._hooks: dict[str, list[Callable[[], None]]] = {}
         self._maxsize = maxsize
 
     @contextmanager
@@ -49,6 +50,25 @@ class EventBus:
                 pass
 
 
+    def on_notice(self, name: str, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` on every ``notice(name)``, from any instance (never a socket's
+        business: notices are not pushed to /ws)."""
+        with self._lock:
+            self._hooks.setdefault(name, []).append(callback)
+
+    def notice(self, name: str) -> None:
+        """Tell this service's parts (on every instance, with Redis) that ``name`` changed."""
+        self._run_hooks(name)
+
+    def _run_hooks(self, name: str) -> None:
+        with self._lock:
+            hooks = list(self._hooks.get(name, ()))
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # one listener's failure is not the publisher's
+                log.exception("events: notice %s failed in a listener", name)
+
     def close(self) -> None:
         """Nothing to stop in process."""
 
@@ -69,6 +89,9 @@ class RedisEventBus(EventBus):
     def publish(self, name: str, data: dict[str, Any], *, user_id: int | None = None) -> None:
         self._redis.publish(CHANNEL, json.dumps({"name": name, "data": data, "user": user_id}))
 
+    def notice(self, name: str) -> None:
+        self._redis.publish(CHANNEL, json.dumps({"notice": name}))
+
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
@@ -79,7 +102,10 @@ class RedisEventBus(EventBus):
                 continue
             if message is not None and message.get("type") == "message":
                 event = json.loads(message["data"])
-                super().publish(event["name"], event["data"], user_id=event["user"])
+                if "notice" in event:
+                    self._run_hooks(str(event["notice"]))
+                else:
+                    super().publish(event["name"], event["data"], user_id=event["user"])
 
     def close(self) -> None:
         self._stop.set()

@@ -9,7 +9,8 @@ the assignment list, a runtime taken back) runs only on the holder of the ``cola
 lease (storage.leases), renewed every ``TTL / 3`` seconds; when its instance dies, another
 takes the lease once it lapses and starts the keep-alives. At each sync every instance also
 shares its workers' last request (``workers.used_at``): the holder's idle check counts
-requests sent through any instance.
+requests sent through any instance. With Redis (BRIDGE_REDIS_URL) an attach or detach is also
+announced (``events.notice("workers")``) and every instance syncs at once, not at its next round.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from local_api.storage.leases import Lease
 Remote = Any  # local_api.remote.workers.Remote (not imported: it imports this module)
 
 KEEPALIVE_LEASE = "colab-keepalive"
+WORKERS_NOTICE = "workers"  # events.notice name: a worker row was written or removed
 TTL = 30.0  # seconds the keep-alive lease lasts unrenewed (a Colab keep-alive is every ~60 s)
 log = logging.getLogger("compute_bridge.remote")
 
@@ -44,7 +46,9 @@ class Shared:
         self._used: dict[str, float] = {}  # name -> its last request here (keep-alive clock)
         self._shared_used: dict[str, float] = {}  # name -> its last request on any instance
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a notice: sync now
         self._thread = threading.Thread(target=self._loop, name="remote-shared", daemon=True)
+        registry.app.extensions["events"].on_notice(WORKERS_NOTICE, self._wake.set)
 
     def start(self) -> None:
         self._thread.start()
@@ -85,6 +89,12 @@ class Shared:
             log.info("worker %s was attached elsewhere: routed here too", name)
             with contextlib.suppress(Exception):
                 self.registry.router.probe_worker(name)
+
+    def changed(self) -> None:
+        """A worker row was written or removed here: every instance syncs now (with Redis;
+        in one process the other instances' next round finds it)."""
+        with contextlib.suppress(Exception):  # the notice is a shortcut, the sync the rule
+            self.registry.app.extensions["events"].notice(WORKERS_NOTICE)
 
     def track(self, attached: Any) -> None:
         """Note every request a Colab worker gets on this instance (once per attached one)."""
@@ -136,12 +146,17 @@ class Shared:
                         self.sync()
             except Exception:  # the database away for a moment: try again next round
                 log.warning("attached workers: sync failed", exc_info=True)
-            if self._stop.wait(max(0.05, min(due_sync, due_lease) - time.monotonic())):
+            woke = self._wake.wait(max(0.05, min(due_sync, due_lease) - time.monotonic()))
+            if self._stop.is_set():
                 return
+            if woke:
+                self._wake.clear()
+                due_sync = 0.0
 
     def halt(self) -> None:
         """Stop the thread, keeping the lease (as a dead instance would: it lapses)."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 

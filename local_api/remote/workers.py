@@ -142,6 +142,7 @@ class Remote:
                 secret_enc=box.encrypt(secret) if secret else None, runtime=runtime,
                 created_by=user_id, created_at=utcnow(),
             ))  # fmt: skip
+        self.shared.changed()
 
     def _forget(self, attached: Attached, *, unroute: bool) -> None:
         """Stop routing to it (closing its connections), drop it, stop its keep-alive."""
@@ -157,8 +158,9 @@ class Remote:
 
     def delete_row(self, name: str) -> bool:
         with self.app.extensions["db"].begin() as conn:
-            return bool(conn.execute(
-                delete(schema.workers).where(schema.workers.c.name == name)).rowcount)
+            gone = conn.execute(delete(schema.workers).where(schema.workers.c.name == name))
+        self.shared.changed()
+        return bool(gone.rowcount)
 
     def _stored_names(self) -> list[str]:
         with self.app.extensions["db"].connect() as conn:

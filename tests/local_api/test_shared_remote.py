@@ -125,3 +125,24 @@ def test_colab_keep_alives_run_on_one_instance_and_move_when_it_dies(
     _until(lambda: len(google.colab.keepalives) >= before + 3, 10)
     assert second.extensions["remote"].shared.lease.holder() == "b"
     assert google.colab.assignments and "gpu-t4-s-9" in google.colab.assignments
+
+
+def test_with_redis_an_attach_reaches_the_other_instance_at_once(
+        make_app: Callable[..., Flask], home: Path, google: Google, worker: WorkerServer,
+        redis_url: str) -> None:
+    def build(name: str) -> Flask:  # a probe interval far longer than the test waits
+        router = Router(FakeBackend(f"local-{name}", default=f"answered by {name}"),
+                        probe_interval=120)
+        return make_app({"home": home, "instance_id": name, "redis_url": redis_url},
+                        router=router, google=google.endpoints)
+
+    a, b = build("a").test_client(), build("b").test_client()
+    headers = admin(a)
+    assert ask(b, headers)["backend"] == "local-b"
+    answer = a.post(CONNECT, headers=headers, json={
+        "worker_url": worker.url, "worker_secret": SECRET, "name": "gpu1"})
+    assert answer.status_code == 200, answer.get_json()
+    _until(lambda: ask(b, headers)["backend"] == "gpu1", 20)  # the notice, not the 120 s round
+    gone = a.delete(CONNECT, headers=headers, json={"name": "gpu1"})
+    assert gone.status_code == 200, gone.get_json()
+    _until(lambda: ask(b, headers)["backend"] == "local-b", 20)

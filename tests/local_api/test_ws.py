@@ -175,6 +175,8 @@ def test_chat_ids_echoed_and_chat_cancel_stops_one_chat(
         unknown = receive(ws)
         assert unknown["event"] == "error" and unknown["id"] == "nope"
         ws.send(json.dumps({"event": "chat.cancel", "id": "a"}))
+        ws.send(json.dumps({"event": "ping"}))  # frames are read in order: the cancel is in
+        assert receive(ws)["event"] == "pong"
         fake.release()
         cancelled = until(ws, "chat.cancelled")[-1]
         assert cancelled["id"] == "a" and cancelled["data"] == {"tokens": 2}
