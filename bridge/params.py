@@ -118,7 +118,8 @@ def check(request: GenerateRequest, names: Mapping[str, str] | None = None) -> G
     return request
 
 
-def omitted(given: Mapping[str, Any], spelled: Mapping[str, str] | None = None) -> tuple[str, ...]:
+def omitted(given: Mapping[str, Any],
+            spelled: Mapping[str, str | None] | None = None) -> tuple[str, ...]:
     """The DEFAULTABLE parameters absent (or null) in a request's ``given`` fields, which the
     model's catalog defaults fill; ``spelled`` maps a name to the dialect's key
     (``{"repetition_penalty": "repeat_penalty"}``; a name mapped to None has no key there)."""

@@ -9,7 +9,7 @@ turns a later failure into the surface's own error item.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from bridge.errors import BackendUnavailable, BridgeError
@@ -55,7 +55,7 @@ def encode_stream(
     stream: Primed,
     encode: Callable[[Event], Iterable[Any]],
     encode_error: Callable[[BridgeError], Any],
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """Each event through ``encode``; a failure after the first byte becomes
     ``encode_error``'s item (an unexpected one an INTERNAL_ERROR, logged); closing this
     generator (a client that left) closes the stream and so stops the generation."""

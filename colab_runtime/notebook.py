@@ -128,17 +128,19 @@ def build_worker_notebook() -> nbformat.NotebookNode:
     cells = [new_markdown_cell(_INTRO), parameters, new_code_cell(_INSTALL), new_code_cell(_START)]
     for index, cell in enumerate(cells):
         cell.id = f"bridge-worker-{index}"
-    return new_notebook(cells=cells, metadata={
+    notebook: nbformat.NotebookNode = new_notebook(cells=cells, metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
         "accelerator": "GPU",  # Colab opens it on a GPU runtime
         "colab": {"provenance": [], "gpuType": "T4"},
     })
+    return notebook
 
 
 def render_worker_notebook() -> str:
     """The notebook as the text of an .ipynb file."""
-    return nbformat.writes(build_worker_notebook()) + "\n"
+    text: str = nbformat.writes(build_worker_notebook())  # nbformat returns an untyped str
+    return text + "\n"
 
 
 def worker_notebook_path(folder: str | Path | None = None) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from google.auth.exceptions import GoogleAuthError, RefreshError
 from google.auth.transport.requests import AuthorizedSession, Request
@@ -153,9 +153,10 @@ def load_credentials(data: str | Mapping[str, Any]) -> Credentials:
     """Credentials back from ``dump_credentials`` output."""
     try:
         info = json.loads(data) if isinstance(data, str) else dict(data)
-        credentials = Credentials.from_authorized_user_info(info)
+        credentials: Credentials = Credentials.from_authorized_user_info(info)
         # from_authorized_user_info always resets token_uri to Google's; keep the stored one.
-        return credentials.with_token_uri(info.get("token_uri") or TOKEN_URI)
+        # (cast: google-auth leaves with_token_uri's return unannotated)
+        return cast(Credentials, credentials.with_token_uri(info.get("token_uri") or TOKEN_URI))
     except (ValueError, TypeError) as exc:
         raise Unauthorized(f"stored Google credentials are unusable: {exc}") from exc
 

@@ -100,4 +100,4 @@ def build(app: Flask) -> dict[str, Any]:
 @bp.get("/api/v1/openapi.json")
 @spec("This OpenAPI document", auth="none")
 def document() -> dict[str, Any]:
-    return build(current_app)  # type: ignore[arg-type]
+    return build(current_app)

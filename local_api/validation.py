@@ -98,10 +98,11 @@ def describe(error: SchemaError) -> str:
     """What is wrong, in words that never repeat the value sent (it may be a secret) nor the
     schema's internals (a regex): the rule and its bound, or the field's description."""
     rule, bound = str(error.validator), error.validator_value
+    message: str = error.message
     if rule == "additionalProperties":
-        return f"Unknown field(s): {error.message.split('(')[-1].rstrip(')')}"
+        return f"Unknown field(s): {message.split('(')[-1].rstrip(')')}"
     if rule == "required":
-        return error.message.replace("'", "")[:200]  # names the missing field only
+        return message.replace("'", "")[:200]  # names the missing field only
     if rule == "type" and isinstance(bound, list):
         bound = " or ".join(str(b) for b in bound)
     if rule in _LIMITS:

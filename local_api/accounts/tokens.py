@@ -50,7 +50,7 @@ def rotate(claims: dict[str, Any]) -> tuple[int, str]:
     with engine().begin() as conn:  # the revocation must commit before we refuse
         row = conn.execute(select(table).where(table.c.jti == claims["jti"])).mappings().first()
         outcome = "missing" if row is None else row["status"]
-        if outcome == "used":
+        if row is not None and outcome == "used":
             conn.execute(
                 table.update().where(table.c.family == row["family"]).values(status="revoked")
             )

@@ -204,7 +204,7 @@ def create(source: Path, directory: Path, *, kind: str = "manual", created_by: i
         os.chmod(partial, 0o600)  # password hashes and sealed secrets: owner only
         _fsync(partial)
         version = inspect(partial, backup_id)
-        manifest = {
+        manifest: dict[str, Any] = {
             "id": backup_id, "created_at": now.isoformat(), "size": partial.stat().st_size,
             "sha256": sha256_file(partial), "status": "completed", "kind": kind,
             "schema_version": version, "created_by": created_by,

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import NGROK_TOKEN_ENV, WORKER_SECRET_ENV, exported_secret
+from bridge.sdk.types import human_bytes
 from local_api.cli.credentials import add_service_options, client_for
-from local_api.cli.models import as_dict, human_bytes
+from local_api.cli.models import as_dict
 
 RUNTIME_TOKEN_ENV = "BRIDGE_RUNTIME_TOKEN"
 CLIENT_SECRET_ENV, OPENAI_KEY_ENV = "BRIDGE_GOOGLE_CLIENT_SECRET", "BRIDGE_OPENAI_API_KEY"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
@@ -14,6 +14,9 @@ from bridge.errors import BridgeError, ModelNotFound
 from bridge.models.store import ModelStore
 from bridge.types import GenerateRequest, collect
 
+if TYPE_CHECKING:
+    from bridge.router import Router
+
 log = logging.getLogger("compute_bridge.compute")
 
 
@@ -21,7 +24,7 @@ log = logging.getLogger("compute_bridge.compute")
 class Compute:
     store: ModelStore
     local: Any  # LocalBackend (or any Backend with load/unload/loaded_models)
-    router: Any  # bridge.router.Router
+    router: Router
     stop: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:

@@ -223,7 +223,7 @@ def init_app(app: Flask) -> None:
         if request.path == "/ws" and current_identity() is None:
             raise Unauthorized("WebSocket needs 'Authorization: Bearer <token>' or ?token=")
 
-    @sock.route("/ws")
+    @sock.route("/ws")  # type: ignore[untyped-decorator]  # flask_sock ships no type hints
     def websocket(ws: Any) -> None:
         who = current_identity()
         assert who is not None

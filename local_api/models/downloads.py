@@ -199,7 +199,8 @@ def list_jobs() -> dict[str, Any]:
 
 def _init(state: BlueprintSetupState) -> None:
     """Build the app's Downloader and resume the jobs a previous run left active."""
-    app: Flask = state.app
+    app = state.app
+    assert isinstance(app, Flask)  # Flask types the setup state's app as its sans-IO base
     settings, db = app.config["SETTINGS"], app.extensions["db"]
     c = app.extensions["compute"]
     box = app.extensions["secret_box"]  # captured: jobs save from their own threads

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from flask import Blueprint, request
+from flask import Blueprint, Flask, request
 from flask.blueprints import BlueprintSetupState
 
 from bridge.errors import BridgeError, Forbidden, NotFound, ValidationError
@@ -57,6 +57,7 @@ DETACH = obj({"name": _name})
 
 @bp.record_once
 def _on_register(state: BlueprintSetupState) -> None:
+    assert isinstance(state.app, Flask)  # Flask types the setup state's app as its sans-IO base
     remote_module.init_app(state.app)
 
 
@@ -89,7 +90,8 @@ def connect() -> Any:
     mode = next((m for m in (*attach.MODES, "base_url") if m in body), None)
     where = body.get("worker_url") or body.get("runtime_url") or body.get("openai_base_url") \
         or body.get("base_url")
-    facts = {"mode": mode, "url": redact_url(where) if where else None, "name": body.get("name")}
+    facts: dict[str, Any] = {"mode": mode, "url": redact_url(where) if where else None,
+                             "name": body.get("name")}
     try:
         answer = attach.connect(body, _who())
     except BridgeError as exc:

@@ -144,8 +144,8 @@ def metrics(app: Flask | None = None) -> Metrics | None:
     if app is None:
         if not has_app_context():
             return None
-        app = current_app  # type: ignore[assignment]
-    return app.extensions.get("metrics")  # type: ignore[union-attr]
+        app = current_app
+    return app.extensions.get("metrics")
 
 
 def observe(event: object) -> None:
