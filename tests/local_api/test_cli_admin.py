@@ -115,7 +115,7 @@ def test_pull_failures_are_one_line(
 
 def test_ctrl_c_cancels_the_download(logged_in: Service, hub: HubStandin) -> None:
     url = hub.add_file("big.safetensors", os.urandom(3_000_000))
-    hub.delay = 0.05
+    hub.delay = 0.2  # ~10 s of download: Ctrl-C lands mid-way even on a busy machine
     with subprocess.Popen([BRIDGE, "models", "pull", "big", "--from-url", url],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         headers = {"Authorization": f"Bearer {logged_in.token('alice')}"}
