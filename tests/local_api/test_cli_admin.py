@@ -19,7 +19,15 @@ import pytest
 
 from bridge.config import DEFAULT_MODEL_ID
 from colab_runtime.worker import EchoBackend, WorkerServer, create_worker_app
-from tests.support.cli import BRIDGE, PASSWORD, Result, Service, one_error_line, serving
+from tests.support.cli import (
+    BRIDGE,
+    PASSWORD,
+    Result,
+    Service,
+    interruptible,
+    one_error_line,
+    serving,
+)
 from tests.support.hub_standin import HubStandin
 from tests.support.remote import Google, sign_in
 
@@ -117,7 +125,8 @@ def test_ctrl_c_cancels_the_download(logged_in: Service, hub: HubStandin) -> Non
     url = hub.add_file("big.safetensors", os.urandom(3_000_000))
     hub.delay = 0.2  # ~10 s of download: Ctrl-C lands mid-way even on a busy machine
     with subprocess.Popen([BRIDGE, "models", "pull", "big", "--from-url", url],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=interruptible) as process:
         headers = {"Authorization": f"Bearer {logged_in.token('alice')}"}
         status = f"{logged_in.url}/api/v1/models/big/status"
         deadline = time.monotonic() + 30

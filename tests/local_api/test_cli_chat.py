@@ -12,7 +12,7 @@ import pytest
 
 from bridge.config import DEFAULT_MODEL_ID
 from local_api.cli.main import main
-from tests.support.cli import ANSWER, BRIDGE, Result, Service, one_error_line
+from tests.support.cli import ANSWER, BRIDGE, Result, Service, interruptible, one_error_line
 from tests.support.fakes import words
 
 pytestmark = pytest.mark.usefixtures("config_dir")
@@ -84,7 +84,7 @@ def test_ctrl_c_on_a_terminal_stops_the_answer_not_the_session(
     logged_in.fake.queue("one two three four five six", "Second answer.")
     logged_in.fake.hang_after = 2
     child = pexpect.spawn(BRIDGE, ["chat", "-i"], env=dict(os.environ), encoding="utf-8",
-                          timeout=30)
+                          timeout=30, preexec_fn=interruptible)
     try:
         child.expect_exact(">>> ")
         child.sendline("Count to six.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,13 @@ from tests.support.app import LiveServer
 from tests.support.fakes import LocalFake
 
 BRIDGE = str(Path(sys.executable).with_name("bridge"))
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a CLI child that a test interrupts: Ctrl-C as at a terminal. A shell's
+    background job (a CI runner's, say) starts with SIGINT ignored, the child inherits that, and
+    Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 PASSWORD = "correct horse"
 ANSWER = "The capital of France is Paris."
 
