@@ -70,4 +70,5 @@ def test_concurrent_clients_queue_and_metrics_show_it(
     assert len(texts) == 4 and len(set(texts)) == 1 and "Paris" in texts[0]
     scrape = http.get("/metrics").text
     assert f'bridge_engine_queue_depth{{model="{DEFAULT_MODEL_ID}"}} 0.0' in scrape
-    assert f'bridge_engine_queue_wait_seconds_total{{model="{DEFAULT_MODEL_ID}"}}' in scrape
+    assert f'bridge_engine_slots_busy{{model="{DEFAULT_MODEL_ID}"}} 0.0' in scrape
+    assert f'bridge_engine_slots{{model="{DEFAULT_MODEL_ID}"}}' in scrape
