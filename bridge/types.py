@@ -45,6 +45,9 @@ class GenerateRequest:
     # The sampling parameters (bridge.params.DEFAULTABLE) the client left out: the pipeline
     # fills them from the model's catalog defaults, then clears this (a worker gets ()).
     defaulted: tuple[str, ...] = ()
+    # Structured output: the JSON schema the answer must match, as compact JSON text ("" for
+    # none; bridge.structured checks it). The engine constrains decoding to it.
+    json_schema: str = ""
 
     @property
     def deterministic(self) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge import params
 from bridge.errors import BackendUnavailable, BridgeError, ValidationError, error_for_code
+from bridge.structured import parsed
 from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token
 
 CONTENT_TYPE = "application/x-ndjson"
@@ -185,6 +186,16 @@ def _messages(value: Any) -> tuple[Message, ...]:
     return tuple(out)
 
 
+def _schema(data: dict[str, Any]) -> str:
+    text = _text(data, "json_schema")
+    try:
+        parsed(text)
+    except (ValueError, ValidationError):
+        raise ValidationError("json_schema must be a JSON object's text",
+                              details={"field": "json_schema"}) from None  # fmt: skip
+    return text
+
+
 def request_from_dict(data: Any) -> GenerateRequest:
     """Validate a dict from the wire into a ``GenerateRequest`` (ValidationError when bad)."""
     if not isinstance(data, dict):
@@ -225,5 +236,6 @@ def request_from_dict(data: Any) -> GenerateRequest:
         truncate=truncate,
         prefill=_text(data, "prefill"),
         chat=chat,
+        json_schema=_schema(data),
     )
     return params.check(request)  # the same check as the API's, so the two cannot drift

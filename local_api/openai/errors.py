@@ -48,6 +48,8 @@ def error_type(status: int) -> str:
 def error_body(exc: errors.BridgeError) -> dict[str, Any]:
     """OpenAI's error object: {"error": {message, type, param, code}}."""
     message, param = exc.message, param_name(exc.details.get("field"))
+    if param == "json_schema":  # an engine refused the schema: OpenAI's name for it
+        param = "response_format"
     if isinstance(exc, errors.ModelNotFound):
         model = exc.details.get("model_id") or exc.details.get("model")
         message = f"The model `{model}` does not exist" if model else message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
@@ -22,7 +23,7 @@ from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
 from local_api.openai import errors as openai_errors
-from local_api.openai import shapes
+from local_api.openai import formats, shapes
 from local_api.validation import json_body
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -92,6 +93,7 @@ def _job(body: dict[str, Any], *, chat: bool) -> pipeline.Job:
     else:
         prompt = shapes.prompt_of(body)
         request_ = shapes.build_request(body, model, settings.max_tokens_limit, prompt=prompt)
+    request_ = replace(request_, json_schema=formats.schema_of(body))
     return pipeline.start(who, request_, prompt=prompt, names=shapes.names(body))
 
 

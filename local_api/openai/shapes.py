@@ -37,6 +37,7 @@ USED = frozenset(
         "frequency_penalty",
         "presence_penalty",
         "truncate",
+        "response_format",
     }
 )
 
@@ -112,6 +113,7 @@ COMPLETION: dict[str, Any] = {
         "suffix": {"type": ["string", "null"]},
         "best_of": _count,
         "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 5},
+        "response_format": {"type": ["object", "null"]},
     },
 }
 
@@ -165,9 +167,6 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
         raise _refuse("Tool and function calling are not supported", "tools")
     if body.get("logprobs"):
         raise _refuse("logprobs are not supported", "logprobs")
-    kind = (body.get("response_format") or {}).get("type", "text")
-    if kind != "text":
-        raise _refuse(f"response_format {kind!r} is not supported (only 'text')", "response_format")
     out = []
     for index, raw in enumerate(body["messages"]):
         if raw.get("tool_calls") or raw.get("function_call"):

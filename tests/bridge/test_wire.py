@@ -89,6 +89,7 @@ def test_a_request_survives_the_round_trip_through_json() -> None:
         seed=3,
         prefill="The capital",
         chat=True,
+        json_schema='{"properties":{"a":{"type":"integer"}},"type":"object"}',
     )
     data = json.loads(json.dumps(request_to_dict(request)))
     assert set(data) == {f.name for f in fields(GenerateRequest)}
@@ -119,6 +120,9 @@ def test_defaults_fill_in_missing_fields() -> None:
         ({"messages": "hi"}, "messages"),
         ({"prefill": None}, "prefill"),
         ({"prompt": ""}, "prompt"),
+        ({"json_schema": "[1]"}, "json_schema"),
+        ({"json_schema": "{not json"}, "json_schema"),
+        ({"json_schema": {"type": "object"}}, "json_schema"),
     ],
 )
 def test_bad_fields_are_refused_with_the_field_named(patch: dict[str, Any], field: str) -> None:

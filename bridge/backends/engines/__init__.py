@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bridge.backends.engines.llama_server import BUILD_HINT
-from bridge.errors import BackendUnavailable, ContextLengthExceeded, NotSupported
+from bridge.errors import (
+    BackendUnavailable,
+    BridgeError,
+    ContextLengthExceeded,
+    NotSupported,
+)
 from bridge.types import Done, Event, GenerateRequest, Token
 
 ENGINES = ("transformers", "llama.cpp")
@@ -164,6 +169,8 @@ def stream(engine: Engine, request: GenerateRequest, ids: list[int],
         while not (finished or stopped):
             item = box.get()  # every engine ends with None, an error or a finished output
             error = item if isinstance(item, Exception) else getattr(item, "error", None)
+            if isinstance(error, BridgeError) and not isinstance(error, BackendUnavailable):
+                raise error  # the request's fault (a schema the engine refused), not the engine's
             if error:
                 raise BackendUnavailable(f"Local generation failed: {error}")
             if isinstance(item, Piece):  # the engine decoded the text itself

@@ -25,10 +25,21 @@ import httpx
 
 from bridge.backends.engines import Cancel, Piece
 from bridge.backends.engines.llama_server import LlamaServer, Plan
-from bridge.errors import BackendUnavailable
+from bridge.errors import BackendUnavailable, ValidationError
+from bridge.structured import parsed
 from bridge.types import GenerateRequest
 
 REPEAT_LAST_N = 64  # llama.cpp's default penalty window (common/common.h penalty_last_n)
+
+
+def _refusal(raw: bytes) -> str:
+    """The message of llama-server's 400 (``{"error": {"message": ...}}``), e.g. a schema
+    keyword its json-schema-to-grammar cannot convert."""
+    try:
+        message = str(json.loads(raw)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = raw.decode(errors="replace")
+    return f"The JSON schema cannot be enforced by llama.cpp: {message}"[:500]
 
 
 class LlamaCppEngine:
@@ -81,7 +92,9 @@ class LlamaCppEngine:
         """The ``/completion`` request: prompt ids and the sampling chain (module docstring)."""
         r, sample = request, request.temperature > 0
         seed = r.seed if r.seed is not None else secrets.randbits(31)
-        return {
+        # the server turns the schema into a grammar itself (json-schema-to-grammar)
+        constraint = {"json_schema": parsed(r.json_schema)} if r.json_schema else {}
+        return {**constraint,
             "prompt": ids, "n_predict": r.max_tokens, "stream": True, "return_tokens": True,
             "cache_prompt": self.cache_prompt, "temperature": float(r.temperature) if sample
             else 0.0, "top_k": int(r.top_k), "top_p": float(r.top_p), "min_p": 0.0,
@@ -103,7 +116,7 @@ class LlamaCppEngine:
                 box.put(None)
             except Exception as exc:  # raised in the consumer, unless it went away
                 if not cancelled.is_set():
-                    box.put(exc if isinstance(exc, BackendUnavailable)
+                    box.put(exc if isinstance(exc, BackendUnavailable | ValidationError)
                             else BackendUnavailable(self.server.fault(exc)))  # fmt: skip
 
         def cancel(_finished: bool) -> None:
@@ -122,6 +135,8 @@ class LlamaCppEngine:
         text, count = "", 0
         with self.server.client.stream("POST", "/completion", json=body) as response:
             held.append(response)
+            if response.status_code == 400 and body.get("json_schema"):
+                raise ValidationError(_refusal(response.read()), details={"field": "json_schema"})
             if response.status_code != 200:
                 raise BackendUnavailable(f"llama-server answered {response.status_code}: "
                                          f"{response.read().decode(errors='replace')[:300]}")

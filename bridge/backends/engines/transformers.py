@@ -23,6 +23,7 @@ from typing import Any
 
 from bridge.backends.batching import CPU_BLOCKS, SeededRun, Slot
 from bridge.backends.engines import Cancel
+from bridge.errors import NotSupported
 from bridge.types import GenerateRequest
 
 
@@ -102,6 +103,10 @@ class TransformersEngine:
             self.gate.leave()
 
     def submit(self, request: GenerateRequest, ids: list[int], box: queue.Queue[Any]) -> Cancel:
+        if request.json_schema:  # no constrained decoding here yet: say so, never ignore it
+            raise NotSupported("Structured output (a JSON schema or JSON mode) is not supported "
+                               "by the transformers engine; serve the model's GGUF with the "
+                               "llama.cpp engine", details={"engine": self.name})  # fmt: skip
         sample = request.temperature > 0
         penalised = (request.repetition_penalty != 1.0 or request.frequency_penalty != 0.0
                      or request.presence_penalty != 0.0)  # fmt: skip
