@@ -18,6 +18,7 @@ from typing import Any
 
 from bridge import errors, params
 from bridge.models.store import MANIFEST, ModelInfo
+from bridge.structured import ANY_OBJECT, schema_text
 from bridge.types import GenerateRequest, Message
 from local_api.ollama import hf
 
@@ -112,8 +113,6 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         raise _refuse(f'"{model}" does not support thinking', "think")
     if body.get("suffix"):
         raise _refuse(f'"{model}" does not support insert', "suffix")
-    if body.get("format"):
-        raise _refuse("format (structured output) is not supported", "format")
     if body.get("images"):
         raise _refuse(f'"{model}" does not support images', "images")
     if body.get("template") or body.get("context"):
@@ -133,6 +132,20 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
                           f"messages[{index}].{field}")
         out.append(Message(raw["role"], raw.get("content") or ""))
     return tuple(out)
+
+
+def format_of(body: dict[str, Any]) -> str:
+    """Ollama's ``format``: "json" (any JSON object) or a JSON schema, as the request's schema
+    text; "" for none. Other values get Ollama's own message (server/routes.go)."""
+    fmt = body.get("format")
+    if fmt in (None, ""):
+        return ""
+    if fmt == "json":
+        return ANY_OBJECT
+    if isinstance(fmt, dict):
+        return schema_text(fmt, "format")
+    shown = str(fmt)[:80]
+    raise _refuse(f'invalid format: "{shown}"; expected "json" or a valid JSON schema', "format")
 
 
 def generate_input(body: dict[str, Any]) -> tuple[tuple[Message, ...], str]:
@@ -169,6 +182,7 @@ def build_request(body: dict[str, Any], model: str, limit: int, *,
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
         defaulted=params.omitted(o, {"repetition_penalty": "repeat_penalty"}),
+        json_schema=format_of(body),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import httpx
+import ollama
 import openai
 import pytest
 from flask import Flask
@@ -96,3 +97,24 @@ def test_a_keyword_llama_cpp_cannot_enforce_is_a_400(oai: openai.OpenAI) -> None
             response_format={"type": "json_schema",
                              "json_schema": {"name": "x", "schema": schema}})  # fmt: skip
     assert caught.value.body["param"] == "response_format", caught.value.body  # type: ignore[index]
+
+
+def test_ollama_format_json_and_schema(live_server: LiveServer, http: httpx.Client,
+                                       bearer: dict[str, str]) -> None:  # fmt: skip
+    with ollama.Client(host=f"{live_server.url}/ollama", headers=bearer, timeout=300) as client:
+        answer = client.chat(model=DEFAULT_MODEL_ID, format=City.model_json_schema(),
+                             options={"temperature": 0, "num_predict": 120},
+                             messages=[{"role": "user", "content": "Describe Paris as JSON."}])
+        assert answer.done_reason == "stop", answer
+        assert City.model_validate_json(answer.message.content or "").name
+        parts = [c.response for c in client.generate(
+            model=DEFAULT_MODEL_ID, prompt="A color as JSON.", format="json", stream=True,
+            options={"temperature": 0, "num_predict": 200})]  # fmt: skip
+        assert isinstance(json.loads("".join(parts)), dict)
+        refused = http.post("/ollama/api/chat", headers=bearer, json={  # the client refuses it
+            "model": DEFAULT_MODEL_ID, "format": "xml", "messages": [{"role": "user"}]})
+        assert refused.status_code == 400 and "invalid format" in refused.json()["error"]
+        with pytest.raises(ollama.ResponseError) as caught:
+            client.chat(model=DEFAULT_MODEL_ID, format={"type": "objekt"},
+                        messages=[{"role": "user", "content": "x"}])  # fmt: skip
+        assert caught.value.status_code == 400 and "format" in caught.value.error
