@@ -60,6 +60,17 @@ class Token:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One tool call of an answer: its position, id, the function's name and its arguments
+    (a JSON object's text). The pipeline makes these from a tool request's answer."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class BackendSwitched:
     from_backend: str
     to_backend: str
@@ -70,13 +81,13 @@ class BackendSwitched:
 class Done:
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length" | "tool_calls"
     backend: str = ""
     truncated_prompt: bool = False
     engine: str = ""  # the local engine that answered (llama.cpp, transformers); "" for others
 
 
-Event = Token | BackendSwitched | Done
+Event = Token | BackendSwitched | Done | ToolCall
 
 
 @runtime_checkable

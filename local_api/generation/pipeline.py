@@ -23,10 +23,11 @@ from flask import current_app
 from bridge import params
 from bridge.errors import BackendUnavailable, ValidationError
 from bridge.streaming import UNFINISHED, Primed
-from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token
+from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token, ToolCall
 from local_api.accounts.identity import Identity
 from local_api.generation import cache, conversations
 from local_api.generation.compute import compute
+from local_api.generation.tools import ToolSet, constrain, parse
 from local_api.system.metrics import observe
 from local_api.timeutil import duration
 
@@ -52,6 +53,8 @@ class Job:
     parts: list[str] = field(default_factory=list)
     switches: list[dict[str, str]] = field(default_factory=list)
     answer: dict[str, Any] | None = None
+    tools: ToolSet | None = None  # a tool request: the answer is parsed into tool calls
+    calls: list[ToolCall] = field(default_factory=list)
 
     @property
     def cache_status(self) -> str:
@@ -88,6 +91,7 @@ def start(
     prompt: str,
     conversation_id: str | None = None,
     names: dict[str, str] | None = None,
+    tools: ToolSet | None = None,
 ) -> Job:
     """Validate, resolve the model, prepend the stored history and look in the cache.
 
@@ -106,8 +110,12 @@ def start(
     if conversation_id:
         past = conversations.history(conversation_id, who.user_id)
         request = replace(request, messages=(*past, *request.messages))
-    job = Job(who, request, prompt, conversation_id)
-    if cache.wanted(request):
+    active = tools is not None and tools.active()
+    if active:
+        assert tools is not None
+        request = constrain(request, tools)
+    job = Job(who, request, prompt, conversation_id, tools=tools if active else None)
+    if cache.wanted(request) and not active:
         job.cache_key = cache.key_for(who.user_id, request)
         job.hit = cache.get(job.cache_key)
     return job
@@ -127,6 +135,11 @@ def _events(job: Job) -> Iterator[Event]:
         return
     for event in compute().router.generate(job.request):
         observe(event)
+        if job.tools is not None and isinstance(event, Token | Done):
+            yield from _tool_answer(job, event)
+            if isinstance(event, Done):
+                return
+            continue
         if isinstance(event, Token):
             job.parts.append(event.text)
         elif isinstance(event, BackendSwitched):
@@ -139,6 +152,22 @@ def _events(job: Job) -> Iterator[Event]:
             return
         yield event
     raise BackendUnavailable(UNFINISHED)
+
+
+def _tool_answer(job: Job, event: Token | Done) -> Iterator[Event]:
+    """A tool request's answer is read whole, then given as its text and its tool calls."""
+    if isinstance(event, Token):
+        job.parts.append(event.text)
+        return
+    text, job.calls = parse("".join(job.parts))
+    job.parts = [text]
+    if text:
+        yield Token(text)
+    yield from job.calls
+    if job.calls and event.finish_reason == "stop":
+        event = replace(event, finish_reason="tool_calls")
+    _finish(job, event)
+    yield event
 
 
 def open_stream(job: Job) -> Primed:
@@ -199,5 +228,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
         answer["prompt_truncated"] = True
     if job.switches:
         answer["backend_switches"] = job.switches
+    if job.calls:
+        answer["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+            "name": c.name, "arguments": c.arguments}} for c in job.calls]
     return answer
 

@@ -10,11 +10,14 @@ Shapes from OpenAI's API reference (Chat Completions, ``response_format``).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from bridge.errors import ValidationError
 from bridge.structured import ANY_OBJECT, schema_text
+from bridge.types import ToolCall
+from local_api.generation.tools import CHOICES, ToolSet
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for json_schema.name
 KINDS = ("text", "json_object", "json_schema")
@@ -54,3 +57,80 @@ def schema_of(body: dict[str, Any]) -> str:
     if schema is None or schema == {}:
         return ANY_OBJECT
     return schema_text(schema, "response_format.json_schema.schema")
+
+
+def tools_of(body: dict[str, Any]) -> ToolSet | None:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as a ToolSet (None: no tools).
+
+    ValidationError naming the param: a tool that is not ``{"type": "function", "function":
+    {"name", "parameters"?}}``, a parameters schema that is not one, a ``tool_choice`` that
+    names an unknown function or is none of auto/none/required."""
+    if body.get("functions"):
+        raise _refuse("functions is deprecated and not supported: use tools", "functions")
+    raw, choice = body.get("tools") or [], body.get("tool_choice")
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(raw):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise _refuse(f"{where}.type must be 'function'", f"{where}.type")
+        fn = tool.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                or not _NAME.fullmatch(fn["name"]):  # fmt: skip
+            raise _refuse(f"{where}.function.name must be 1-64 letters, digits, _ or -",
+                          f"{where}.function.name")  # fmt: skip
+        if fn.get("parameters") is not None:
+            schema_text(fn["parameters"], f"{where}.function.parameters")
+        tools.append({"type": "function", "function": {
+            k: fn[k] for k in ("name", "description", "parameters") if fn.get(k) is not None}})
+    names = [t["function"]["name"] for t in tools]
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" \
+            else None  # fmt: skip
+        if name not in names:
+            raise _refuse(f"tool_choice names function {name!r}, which is not in tools",
+                          "tool_choice")  # fmt: skip
+        choice = name
+    elif choice not in (None, *CHOICES):
+        raise _refuse("tool_choice must be auto, none, required or {type: function, ...}",
+                      "tool_choice")  # fmt: skip
+    if choice in ("required",) and not tools:
+        raise _refuse("tool_choice 'required' needs tools", "tool_choice")
+    if not tools:
+        return None
+    parallel = body.get("parallel_tool_calls")
+    return ToolSet(tuple(tools), str(choice or "auto"), parallel is not False)
+
+
+def history_text(raw: dict[str, Any], index: int) -> str | None:
+    """An assistant turn's ``tool_calls`` as the text the model answers tool calls in (None
+    when it has none); a tool turn's ``tool_call_id`` is checked. ValidationError when bad."""
+    where = f"messages[{index}]"
+    if raw["role"] == "tool" and not isinstance(raw.get("tool_call_id"), str):
+        raise _refuse(f"{where}.tool_call_id is required for a tool message",
+                      f"{where}.tool_call_id")  # fmt: skip
+    calls = raw.get("tool_calls")
+    if raw["role"] != "assistant" or not calls:
+        return None
+    listed = []
+    for j, call in enumerate(calls if isinstance(calls, list) else [None]):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                or not isinstance(fn.get("arguments"), str):  # fmt: skip
+            raise _refuse(f"{where}.tool_calls[{j}] needs function.name and function.arguments",
+                          f"{where}.tool_calls[{j}]")  # fmt: skip
+        try:
+            arguments = json.loads(fn["arguments"])
+        except ValueError:
+            raise _refuse(f"{where}.tool_calls[{j}].function.arguments is not JSON",
+                          f"{where}.tool_calls[{j}].function.arguments") from None  # fmt: skip
+        listed.append({"name": fn["name"], "arguments": arguments})
+    return json.dumps({"tool_calls": listed}, ensure_ascii=False)
+
+
+def call_deltas(call: ToolCall) -> list[dict[str, Any]]:
+    """A tool call as OpenAI streams it: a delta with its index, id, type and name (arguments
+    ""), then one with the argument text, by ``index`` (OpenAI's chat.completion.chunk)."""
+    first = {"index": call.index, "id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": ""}}  # fmt: skip
+    rest = {"index": call.index, "function": {"arguments": call.arguments}}
+    return [{"tool_calls": [first]}, {"tool_calls": [rest]}]

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import errors
 from bridge.streaming import encode_stream
-from bridge.types import BackendSwitched, Done, Event, Token
+from bridge.types import BackendSwitched, Done, Event, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
@@ -94,7 +94,8 @@ def _job(body: dict[str, Any], *, chat: bool) -> pipeline.Job:
         prompt = shapes.prompt_of(body)
         request_ = shapes.build_request(body, model, settings.max_tokens_limit, prompt=prompt)
     request_ = replace(request_, json_schema=formats.schema_of(body))
-    return pipeline.start(who, request_, prompt=prompt, names=shapes.names(body))
+    tools = formats.tools_of(body) if chat else None
+    return pipeline.start(who, request_, prompt=prompt, names=shapes.names(body), tools=tools)
 
 
 def _answer(body: dict[str, Any], *, chat: bool) -> Response:
@@ -133,6 +134,11 @@ def _stream(job: pipeline.Job, *, chat: bool, include_usage: bool) -> Response:
     def encode(event: Event) -> Iterator[str]:
         if isinstance(event, Token) and event.text:
             yield _sse(piece(text=event.text))
+        elif isinstance(event, ToolCall):
+            for delta in formats.call_deltas(event):
+                data = piece()
+                data["choices"][0]["delta"] = delta
+                yield _sse(data)
         elif isinstance(event, BackendSwitched):  # an SSE comment: clients skip it
             yield f": backend switched from {event.from_backend} to {event.to_backend}\n\n"
         elif isinstance(event, Done):

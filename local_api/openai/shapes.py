@@ -9,13 +9,14 @@ from typing import Any
 
 from bridge import errors, params
 from bridge.types import GenerateRequest, Message
+from local_api.openai import formats
 from local_api.openai.errors import param_name
 from local_api.validation import check
 
 # OpenAI leaves max_tokens open-ended; a bound keeps an omitted one from filling the context.
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TEMPERATURE = 0.7  # the service's default (models' catalog entries say the same)
-ROLES = ("system", "developer", "user", "assistant")
+ROLES = ("system", "developer", "user", "assistant", "tool")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # names safe to echo in a header
 # Fields this surface acts on; any other field present is accepted, ignored and named in
 # the X-Bridge-Ignored-Params header (frequency_penalty, presence_penalty, logit_bias, user, ...).
@@ -38,6 +39,9 @@ USED = frozenset(
         "presence_penalty",
         "truncate",
         "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
     }
 )
 
@@ -163,18 +167,18 @@ def _text(content: Any, index: int) -> str:
 
 def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
     """The chat messages as bridge Messages (developer is the newer name of system)."""
-    if body.get("tools") or body.get("functions"):
-        raise _refuse("Tool and function calling are not supported", "tools")
     if body.get("logprobs"):
         raise _refuse("logprobs are not supported", "logprobs")
     out = []
     for index, raw in enumerate(body["messages"]):
-        if raw.get("tool_calls") or raw.get("function_call"):
-            raise _refuse("Tool calls are not supported", f"messages[{index}].tool_calls")
+        if raw.get("function_call"):
+            raise _refuse("function_call is not supported: use tool_calls",
+                          f"messages[{index}].function_call")  # fmt: skip
+        calls = formats.history_text(raw, index)
         if raw.get("content") is None and raw["role"] != "assistant":
             raise _refuse("content is required", f"messages[{index}].content")
         role = "system" if raw["role"] == "developer" else raw["role"]
-        out.append(Message(role, _text(raw.get("content"), index)))
+        out.append(Message(role, calls or _text(raw.get("content"), index)))
     return tuple(out)
 
 
@@ -261,6 +265,9 @@ def completion(answer: dict[str, Any], *, chat: bool, id_: str, created: int) ->
     }
     if chat:
         choice["message"] = {"role": "assistant", "content": answer["text"], "refusal": None}
+        if answer.get("tool_calls"):
+            choice["message"].update(tool_calls=answer["tool_calls"],
+                                     content=answer["text"] or None)
     else:
         choice["text"] = answer["text"]
     return {

@@ -118,3 +118,58 @@ def test_ollama_format_json_and_schema(live_server: LiveServer, http: httpx.Clie
             client.chat(model=DEFAULT_MODEL_ID, format={"type": "objekt"},
                         messages=[{"role": "user", "content": "x"}])  # fmt: skip
         assert caught.value.status_code == 400 and "format" in caught.value.error
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather of a city now",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"], "additionalProperties": False}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "The time in a timezone",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}},
+                   "required": ["timezone"]}}}
+ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def test_a_named_tool_choice_forces_that_function(oai: openai.OpenAI) -> None:
+    done = oai.chat.completions.create(
+        model=DEFAULT_MODEL_ID, messages=ASK, tools=[WEATHER, TIME], temperature=0,  # type: ignore[list-item]
+        max_tokens=150, tool_choice={"type": "function", "function": {"name": "get_time"}})
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_time"  # type: ignore[union-attr]
+    assert isinstance(json.loads(call.function.arguments)["timezone"], str)  # type: ignore[union-attr]
+    assert choice.message.content is None
+
+
+def test_required_streams_deltas_that_reassemble_and_a_second_turn_answers(
+    oai: openai.OpenAI,
+) -> None:
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    for chunk in oai.chat.completions.create(
+            model=DEFAULT_MODEL_ID, messages=ASK, tools=[WEATHER], tool_choice="required",  # type: ignore[list-item]
+            temperature=0, max_tokens=150, stream=True, parallel_tool_calls=False):  # fmt: skip
+        if not chunk.choices:
+            continue
+        finish = chunk.choices[0].finish_reason or finish
+        for delta in chunk.choices[0].delta.tool_calls or []:
+            entry = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            if delta.id:  # id and name come first, argument fragments after
+                assert not entry["arguments"]
+                entry["id"], entry["name"] = delta.id, delta.function.name or ""  # type: ignore[union-attr]
+            entry["arguments"] += (delta.function.arguments or "") if delta.function else ""
+    assert finish == "tool_calls" and list(calls) == [0], calls
+    assert calls[0]["name"] == "get_weather" and calls[0]["id"]
+    city = json.loads(calls[0]["arguments"])["city"]
+    assert isinstance(city, str)
+    history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [{
+        "id": calls[0]["id"], "type": "function",
+        "function": {"name": "get_weather", "arguments": calls[0]["arguments"]}}]},
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": "Sunny, 21 C"}]
+    second = oai.chat.completions.create(
+        model=DEFAULT_MODEL_ID, messages=history, tools=[WEATHER], tool_choice="none",  # type: ignore[arg-type,list-item]
+        temperature=0, max_tokens=40)
+    assert second.choices[0].message.content and not second.choices[0].message.tool_calls

@@ -190,7 +190,7 @@ def test_unknown_model_is_not_found(oai: openai.OpenAI, fake: FakeBackend) -> No
     ("extra", "param"),
     [
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
@@ -203,7 +203,7 @@ def test_unknown_model_is_not_found(oai: openai.OpenAI, fake: FakeBackend) -> No
         ({"stop": ["a"] * 5}, "stop"),
         ({"seed": "x"}, "seed"),
         ({"presence_penalty": "high"}, "presence_penalty"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
     ],
 )
 def test_bad_input_is_bad_request(

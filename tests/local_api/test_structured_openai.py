@@ -86,3 +86,69 @@ def test_a_bad_response_format_is_a_400_naming_the_param(
     body: dict[str, Any] = caught.value.body  # type: ignore[assignment]
     assert body["param"] == param and body["type"] == "invalid_request_error", body
     assert fake.history == []
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object",
+                                          "properties": {"city": {"type": "string"}}}}}
+CALLED = {"role": "assistant", "content": None, "tool_calls": [{
+    "id": "call_1", "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+
+
+def test_a_tool_answer_becomes_tool_calls_and_the_history_reaches_the_model(
+    oai: openai.OpenAI, fake: FakeBackend
+) -> None:
+    fake.queue('{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}')
+    done = oai.chat.completions.create(
+        model=M, tools=[WEATHER], tool_choice="required",  # type: ignore[list-item]
+        messages=[*HI, CALLED, {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"}])  # type: ignore[list-item]
+    choice = done.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}  # type: ignore[union-attr]
+    sent = fake.history[-1]
+    assert sent.messages[0].role == "system" and "get_weather" in sent.messages[0].content
+    assert json.loads(sent.messages[2].content)["tool_calls"][0]["arguments"] == {"city": "Paris"}
+    assert (sent.messages[3].role, sent.messages[3].content) == ("tool", "Sunny")
+    schema = json.loads(sent.json_schema)  # required: a call is the only answer the grammar allows
+    assert schema["properties"]["tool_calls"]["items"]["properties"]["name"] == {
+        "const": "get_weather"}
+
+
+def test_auto_lets_the_model_answer_in_text(oai: openai.OpenAI, fake: FakeBackend) -> None:
+    fake.queue('{"response": "Hello there"}')
+    done = oai.chat.completions.create(model=M, messages=HI, tools=[WEATHER])  # type: ignore[list-item]
+    assert done.choices[0].message.content == "Hello there"
+    assert done.choices[0].finish_reason == "stop" and not done.choices[0].message.tool_calls
+    assert "anyOf" in json.loads(fake.history[-1].json_schema)
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+    ({"tools": [{"type": "function", "function": {"description": "x"}}]},
+     "tools[0].function.name"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 3}}}]},
+     "tools[0].function.parameters"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+     "tool_choice"),
+    ({"tools": [WEATHER], "tool_choice": "always"}, "tool_choice"),
+    ({"messages": [*HI, {"role": "tool", "content": "x"}]}, "messages[1].tool_call_id"),
+    ({"messages": [*HI, {"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]},
+     "messages[1].tool_calls[0]"),
+    ({"messages": [*HI, {"role": "assistant", "tool_calls": [
+        {"function": {"name": "f", "arguments": "{oops"}}]}]},
+     "messages[1].tool_calls[0].function.arguments"),
+])  # fmt: skip
+def test_bad_tools_are_a_400_naming_the_param(
+    live_server: LiveServer, http: httpx.Client, fake: FakeBackend, extra: dict[str, Any],
+    param: str,
+) -> None:
+    key = api_key(http, "bob")
+    body = {"model": M, "messages": HI, **extra}
+    refused = http.post("/v1/chat/completions", json=body,
+                        headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    error = refused.json()["error"]
+    assert refused.status_code == 400 and error["param"] == param, error
+    assert error["type"] == "invalid_request_error" and fake.history == []
