@@ -20,13 +20,13 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import errors
 from bridge.streaming import encode_stream
-from bridge.types import Done, Event, GenerateRequest, Token
+from bridge.types import Done, Event, GenerateRequest, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
 from local_api.ollama import errors as ollama_errors
-from local_api.ollama import models, shapes
+from local_api.ollama import models, shapes, tools
 from local_api.validation import json_body
 
 bp = Blueprint("ollama", __name__, url_prefix="/ollama")
@@ -93,11 +93,15 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
             chat: bool) -> Response:
     who = current_identity()
     assert who is not None
-    job = pipeline.start(who, request_, prompt=prompt, names=shapes.NAMES)
+    toolset = tools.tools_of(body) if chat else None
+    job = pipeline.start(who, request_, prompt=prompt, names=shapes.NAMES, tools=toolset)
     name = body["model"]  # Ollama echoes the name as the client spelled it
     if body.get("stream") is False:
         answer = pipeline.complete(job)
-        response = _json(shapes.final(answer, name, chat=chat, text=answer["text"]))
+        final = shapes.final(answer, name, chat=chat, text=answer["text"])
+        if answer.get("tool_calls"):
+            final["message"]["tool_calls"] = tools.calls_of(answer)
+        response = _json(final)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     else:
         response = _stream(job, name, chat=chat)
@@ -111,6 +115,10 @@ def _stream(job: pipeline.Job, name: str, *, chat: bool) -> Response:
     def encode(event: Event) -> Iterator[str]:
         if isinstance(event, Token) and event.text:
             yield _line(shapes.chunk(name, event.text, chat=chat))
+        elif isinstance(event, ToolCall):  # each call a chunk of its own, as Ollama streams
+            piece = shapes.chunk(name, "", chat=chat)
+            piece["message"]["tool_calls"] = [tools.call_of(event)]
+            yield _line(piece)
         elif isinstance(event, Done):
             assert job.answer is not None
             yield _line(shapes.final(job.answer, name, chat=chat))

@@ -20,11 +20,11 @@ from bridge import errors, params
 from bridge.models.store import MANIFEST, ModelInfo
 from bridge.structured import ANY_OBJECT, schema_text
 from bridge.types import GenerateRequest, Message
-from local_api.ollama import hf
+from local_api.ollama import hf, tools
 
 DEFAULT_MAX_TOKENS = 1024  # Ollama's num_predict -1 (no bound) would fill the context
 DEFAULT_TEMPERATURE = 0.7  # the service's default, as on the other surfaces
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 _number = {"type": "number"}
 _integer = {"type": "integer"}
@@ -107,8 +107,6 @@ def name_of(body: dict[str, Any]) -> str:
 def refuse_unsupported(body: dict[str, Any]) -> None:
     """400s for what Ollama would refuse a model without the capability (same messages)."""
     model = body["model"]
-    if body.get("tools"):
-        raise _refuse(f'"{model}" does not support tools', "tools")
     if body.get("think") not in (None, False):
         raise _refuse(f'"{model}" does not support thinking', "think")
     if body.get("suffix"):
@@ -126,11 +124,11 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
         if raw["role"] not in ROLES:
             raise _refuse(f"messages[{index}].role: must be one of {', '.join(ROLES)}",
                           f"messages[{index}].role")
-        if raw.get("images") or raw.get("tool_calls"):
-            field = "images" if raw.get("images") else "tool_calls"
-            raise _refuse(f"messages[{index}].{field} are not supported",
-                          f"messages[{index}].{field}")
-        out.append(Message(raw["role"], raw.get("content") or ""))
+        if raw.get("images"):
+            raise _refuse(f"messages[{index}].images are not supported",
+                          f"messages[{index}].images")  # fmt: skip
+        calls = tools.history_text(raw, index)
+        out.append(Message(raw["role"], calls or raw.get("content") or ""))
     return tuple(out)
 
 
@@ -208,7 +206,8 @@ def final(answer: dict[str, Any], model: str, *, chat: bool, text: str = "") -> 
     nanoseconds; the service does not time prompt evaluation apart, so ``eval_duration``
     is the whole generation's."""
     total = int(answer["elapsed"] * 1e9)
-    out = {**chunk(model, text, chat=chat), "done": True, "done_reason": answer["finish_reason"],
+    reason = "stop" if answer["finish_reason"] == "tool_calls" else answer["finish_reason"]
+    out = {**chunk(model, text, chat=chat), "done": True, "done_reason": reason,
            "total_duration": total, "load_duration": 0,
            "prompt_eval_count": answer["usage"]["prompt_tokens"],
            "eval_count": answer["usage"]["completion_tokens"], "eval_duration": total,

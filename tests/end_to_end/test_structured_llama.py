@@ -173,3 +173,21 @@ def test_required_streams_deltas_that_reassemble_and_a_second_turn_answers(
         model=DEFAULT_MODEL_ID, messages=history, tools=[WEATHER], tool_choice="none",  # type: ignore[arg-type,list-item]
         temperature=0, max_tokens=40)
     assert second.choices[0].message.content and not second.choices[0].message.tool_calls
+
+
+def test_ollama_client_with_tools_gets_a_well_formed_answer(
+    live_server: LiveServer, bearer: dict[str, str]
+) -> None:
+    """Ollama has no tool_choice: the model chooses (at temperature 0 this one answers in text,
+    in the plain words a text answer has, never the JSON it was constrained to)."""
+    with ollama.Client(host=f"{live_server.url}/ollama", headers=bearer, timeout=300) as client:
+        answer = client.chat(model=DEFAULT_MODEL_ID, tools=[WEATHER], messages=ASK,
+                             options={"temperature": 0, "num_predict": 150})
+    assert answer.done_reason == "stop", answer
+    calls = answer.message.tool_calls or []
+    if calls:
+        assert [c.function.name for c in calls] == ["get_weather"], answer
+        assert isinstance(calls[0].function.arguments["city"], str)
+    else:
+        text = answer.message.content or ""
+        assert text.strip() and not text.lstrip().startswith("{"), answer
