@@ -191,3 +191,23 @@ def test_ollama_client_with_tools_gets_a_well_formed_answer(
     else:
         text = answer.message.content or ""
         assert text.strip() and not text.lstrip().startswith("{"), answer
+
+
+def test_langchain_structured_output_and_bind_tools(live_server: LiveServer,
+                                                    http: httpx.Client) -> None:  # fmt: skip
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=f"{live_server.url}/v1", api_key=api_key(http),  # type: ignore[arg-type]
+                     model=DEFAULT_MODEL_ID, temperature=0, max_tokens=150, timeout=300,  # type: ignore[call-arg]
+                     max_retries=0)  # fmt: skip
+    city = llm.with_structured_output(City).invoke("Describe Paris as JSON.")
+    assert isinstance(city, City) and city.name
+
+    def get_weather(city: str) -> str:
+        """The weather of a city now."""
+        return "Sunny"
+
+    called = llm.bind_tools([get_weather], tool_choice="get_weather").invoke(ASK[0]["content"])
+    # parallel_tool_calls is on by default: the forced function, perhaps more than once
+    assert {c["name"] for c in called.tool_calls} == {"get_weather"}, called  # type: ignore[attr-defined]
+    assert isinstance(called.tool_calls[0]["args"]["city"], str)  # type: ignore[attr-defined]
