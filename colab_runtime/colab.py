@@ -4,9 +4,10 @@
 # (googlecolab/google-colab-cli) and the VS Code extension (googlecolab/colab-vscode), not a
 # published contract, and may change without notice. Errors map onto bridge.errors: 401
 # Unauthorized, 403 Forbidden, 412 ColabTooManyAssignments, 503 on assign
-# ColabAcceleratorUnavailable, 400 on assign ColabNotEntitled, an `outcome` ColabQuotaExceeded
-# or ColabDenied, 429 RateLimitExceeded; unreachable, other 4xx/5xx or malformed answers are
-# BackendUnavailable.
+# ColabAcceleratorUnavailable, 400 on assign ColabNotEntitled, an `outcome` (number or name)
+# ColabQuotaExceeded or ColabDenied, 429 RateLimitExceeded; unreachable, other 4xx/5xx or
+# malformed answers are BackendUnavailable. The runtime proxy's 401 or empty 404 is
+# ProxyTokenRefused (proxy.py): renew the token from the list, then decide.
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from bridge.errors import (
     NotFound,
     RateLimitExceeded,
     Unauthorized,
-    ValidationError,
 )
 from colab_runtime.colab_answers import (
     VARIANT_NAMES,
@@ -39,6 +39,8 @@ from colab_runtime.colab_answers import (
     name_of,
     parse,
 )
+from colab_runtime.colab_answers import check_endpoint as _endpoint
+from colab_runtime.colab_answers import check_request as _validate
 from colab_runtime.oauth import refresh_refused
 from colab_runtime.proxy import (
     CLIENT_AGENT,
@@ -282,23 +284,4 @@ class ColabClient:
             raise BackendUnavailable(f"Colab answered HTTP {status} for {method} {path}",
                                      details={"upstream_status": status})
         return parse(response.text)
-
-
-def _validate(accelerator: str, variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValidationError(
-            f"unknown Colab variant {variant!r}; expected one of {sorted(VARIANTS)}"
-        )
-    if accelerator not in VARIANTS[variant]:
-        raise ValidationError(
-            f"accelerator {accelerator!r} does not fit variant {variant!r}; "
-            f"expected one of {sorted(VARIANTS[variant])}"
-        )
-
-
-def _endpoint(endpoint: str) -> str:
-    if not endpoint or "/" in endpoint or endpoint in (".", ".."):
-        raise ValidationError(f"invalid Colab runtime endpoint {endpoint!r}")
-    return endpoint
-
 

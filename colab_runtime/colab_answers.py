@@ -18,6 +18,7 @@ from bridge.errors import (
     ColabDenied,
     ColabNotEntitled,
     ColabQuotaExceeded,
+    ValidationError,
 )
 
 XSSI_PREFIX = ")]}'\n"
@@ -132,3 +133,25 @@ def field(body: dict[str, Any], name: str, what: str) -> Any:
     if not value:
         raise BackendUnavailable(f"Colab answered a {what} without {name!r}")
     return value
+
+
+def check_request(accelerator: str, variant: str) -> None:
+    """Refuse an accelerator or variant Colab does not have, before any request."""
+    if variant not in VARIANTS:
+        raise ValidationError(
+            f"unknown Colab variant {variant!r}; expected one of {sorted(VARIANTS)}"
+        )
+    if accelerator not in VARIANTS[variant]:
+        raise ValidationError(
+            f"accelerator {accelerator!r} does not fit variant {variant!r}; "
+            f"expected one of {sorted(VARIANTS[variant])}"
+        )
+
+
+def check_endpoint(endpoint: str) -> str:
+    """An endpoint fit to put in a /tun/m/ path (no slash, no dot segment)."""
+    if not endpoint or "/" in endpoint or endpoint in (".", ".."):
+        raise ValidationError(f"invalid Colab runtime endpoint {endpoint!r}")
+    return endpoint
+
+

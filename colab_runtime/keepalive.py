@@ -71,7 +71,10 @@ class KeepAlive:
         """The first keep-alive, right after assign (the CLI releases the runtime if it fails)."""
         self.client.keep_alive(self.assignment.endpoint)
         self.pings += 1
-        self.started_at = self._started()
+        try:
+            self.started_at = self._started()
+        except ProxyTokenRefused as exc:  # not the keep-alive's failure: read at a later round
+            log.info("%s: %s", self.assignment.endpoint, exc.message)
 
     def renew(self, current: Assignment | None = None) -> Assignment:
         """Adopt a fresh proxy token from the assignment list (``current``: this runtime's entry

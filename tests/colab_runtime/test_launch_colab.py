@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from bridge.errors import BackendUnavailable, Unauthorized
-from colab_runtime.colab import Assignment, ColabClient
 from colab_runtime import wheel
+from colab_runtime.colab import Assignment, ColabClient
 from colab_runtime.launch import COLAB_PROXY_HEADER, COLAB_PROXY_QUERY, RemoteRuntime, launch_worker
 from colab_runtime.proxy import ProxyTokenRefused
 from tests.support.fake_colab import ColabState, create_colab_app

@@ -56,6 +56,7 @@ class ColabState:
     # with an empty 404, sometimes a 401, as it answers for a runtime that is gone
     proxy_refusal: int = 404
     stale_tokens: int = 0  # the next N proxy tokens minted are stale from the start (refused)
+    stale: list[str] = field(default_factory=list)  # the stale tokens handed out
     proxy_checks: list[tuple[str, int]] = field(default_factory=list)  # (token, status) seen
     # EXT: user-info's eligibleAccelerators, [{variant: VARIANT_GPU, models: [...]}] (a free
     # account: T4 only); the extension tries these when assign answers 503
@@ -125,6 +126,7 @@ def create_colab_app(state: ColabState) -> Flask:
         item["expires_at"] = state.now + state.token_ttl
         stale = state.stale_tokens > 0
         state.stale_tokens -= stale
+        state.stale += [item["token"]] if stale else []
         item.setdefault("tokens", {})[item["token"]] = 0 if stale else item["expires_at"]
         base = state.runtime_url or f"{request.host_url}runtime/{item['endpoint']}"
         return {"url": base, "token": item["token"], "tokenExpiresInSeconds": state.token_ttl}
