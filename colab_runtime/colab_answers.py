@@ -153,5 +153,3 @@ def check_endpoint(endpoint: str) -> str:
     if not endpoint or "/" in endpoint or endpoint in (".", ".."):
         raise ValidationError(f"invalid Colab runtime endpoint {endpoint!r}")
     return endpoint
-
-

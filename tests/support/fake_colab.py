@@ -262,6 +262,12 @@ def create_colab_app(state: ColabState) -> Flask:
         started = f"2026-11-30T{item.get('boots', 0):02d}:00:00.000000Z"
         return {"started": started, "last_activity": started, "connections": 0, "kernels": 1}
 
+    @app.route("/runtime/<endpoint>/api/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
+    def runtime_elsewhere(endpoint: str, rest: str) -> Any:
+        """Any other Jupyter path: past the token check, Jupyter's own JSON 404."""
+        proxied(endpoint)
+        return {"message": f"Not found: /api/{rest}", "reason": None}, 404
+
     @app.get("/runtime/check")
     def runtime_check() -> Any:
         """For a runtime standing in behind this proxy: is this proxy token live?"""
