@@ -92,6 +92,10 @@ class PayloadTooLarge(BridgeError):
     status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
 
 
+class UnsupportedMediaType(BridgeError):
+    status, code, default_message = 415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON"
+
+
 class RateLimitExceeded(BridgeError):
     status, code, default_message = 429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded"
 
