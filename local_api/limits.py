@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
+from limits import parse_many
 
 from bridge.config import Settings
 from bridge.errors import RateLimitExceeded
@@ -58,6 +59,26 @@ def _breached(limit: RequestLimit) -> Response:
     )
 
 
+def charge(who: Identity) -> None:
+    """Count one generation that no HTTP request carries (a ``/ws`` chat.stream) against the
+    caller's limits, in the same moving windows as their HTTP requests; RateLimitExceeded
+    (``details.retry_after`` in seconds) when one is spent."""
+    limiter: Limiter = current_app.extensions["bridge_limiter"]
+    if not limiter.enabled:
+        return
+    tiers: TierLimits = current_app.extensions["bridge_limits"]
+    # Flask-Limiter's own key for an application limit: prefix, key_func(), the shared scope.
+    args = ("bridge", f"user:{who.user_id}", "global")
+    for item in parse_many(tiers.limit_for(who)):
+        if not limiter.limiter.hit(item, *args):
+            count_rate_limited(who.tier)
+            reset_in = max(1, int(limiter.limiter.get_window_stats(item, *args).reset_time
+                                  - time.time()))
+            raise RateLimitExceeded(details={
+                "limit": item.amount, "window": str(item), "reset_in": duration(reset_in),
+                "retry_after": reset_in})
+
+
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     tiers = TierLimits(settings)
@@ -77,3 +98,4 @@ def init_app(app: Flask) -> None:
     )
     limiter.init_app(app)
     app.extensions["bridge_limits"] = tiers
+    app.extensions["bridge_limiter"] = limiter
