@@ -79,6 +79,44 @@ def charge(who: Identity) -> None:
                 "retry_after": reset_in})
 
 
+def go_duration(seconds: float) -> str:
+    """OpenAI's reset format (Go's time.Duration): ``20ms``, ``1s``, ``6m0s``, ``1h0m0s``."""
+    if seconds < 1:
+        return f"{max(0, int(seconds * 1000))}ms"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def openai_headers(response: Response) -> Response:
+    """The /v1 dialect's rate-limit headers, as OpenAI's API sends them.
+
+    ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests`` and
+    ``x-ratelimit-reset-requests`` (platform.openai.com/docs/guides/rate-limits, "Rate limits in
+    headers"), and ``retry-after-ms``, which the openai Python client reads before
+    ``retry-after`` (openai/_base_client.py, ``_parse_retry_after_header``). There are no token
+    limits here, so no ``-tokens`` headers.
+    """
+    if not request.path.startswith("/v1/"):
+        return response
+    limit = response.headers.get("X-RateLimit-Limit")
+    if limit is not None:
+        response.headers["x-ratelimit-limit-requests"] = limit
+        response.headers["x-ratelimit-remaining-requests"] = response.headers.get(
+            "X-RateLimit-Remaining", "0")
+        reset = response.headers.get("X-RateLimit-Reset", "")
+        if reset.isdigit():
+            response.headers["x-ratelimit-reset-requests"] = go_duration(
+                max(0.0, int(reset) - time.time()))
+    retry_after = response.headers.get("Retry-After", "")
+    if retry_after.isdigit():
+        response.headers["retry-after-ms"] = str(int(retry_after) * 1000)
+    return response
+
+
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     tiers = TierLimits(settings)
@@ -96,6 +134,9 @@ def init_app(app: Flask) -> None:
         enabled=settings.ratelimit_enabled,
         key_prefix="bridge",
     )
+    # Registered before the limiter's own hook so that it runs after it (Flask calls an app's
+    # after_request functions in reverse order) and sees the X-RateLimit-* headers.
+    app.after_request(openai_headers)
     limiter.init_app(app)
     app.extensions["bridge_limits"] = tiers
     app.extensions["bridge_limiter"] = limiter

@@ -30,7 +30,8 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 MAX_REQUESTED_HEADERS = 64
 EXPOSE_HEADERS = (
     "X-Request-ID, X-Cache, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, "
-    "X-RateLimit-Reset"
+    "X-RateLimit-Reset, retry-after-ms, x-ratelimit-limit-requests, "
+    "x-ratelimit-remaining-requests, x-ratelimit-reset-requests"
 )
 
 
