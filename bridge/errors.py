@@ -9,6 +9,8 @@
     ├── MethodNotAllowed             405 METHOD_NOT_ALLOWED
     ├── Conflict                     409 CONFLICT
     ├── PayloadTooLarge              413 PAYLOAD_TOO_LARGE
+    ├── UnsupportedMediaType         415 UNSUPPORTED_MEDIA_TYPE (a body not declared JSON)
+    ├── InvalidModel                 422 INVALID_MODEL (a model file its engine cannot load)
     ├── RateLimitExceeded            429 RATE_LIMIT_EXCEEDED
     ├── NotSupported                 501 NOT_SUPPORTED
     ├── DownloadFailed               502 DOWNLOAD_FAILED
@@ -94,6 +96,10 @@ class PayloadTooLarge(BridgeError):
 
 class UnsupportedMediaType(BridgeError):
     status, code, default_message = 415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON"
+
+
+class InvalidModel(BridgeError):
+    status, code, default_message = 422, "INVALID_MODEL", "The model file cannot be loaded"
 
 
 class RateLimitExceeded(BridgeError):
