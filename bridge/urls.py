@@ -28,6 +28,34 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return urlunsplit(parts._replace(netloc=hostport)), (unquote(user), unquote(password))
 
 
+USERINFO_HINT = ("user:password must be percent-encoded in a URL (# as %23, / as %2F, "
+                 "? as %3F, @ as %40)")
+
+
+def userinfo_misplaced(url: str) -> bool:
+    """Whether ``url`` looks like ``user:pass@host`` with an unencoded ``#``, ``/`` or ``?`` in
+    the password: the parser then ends the host early and takes part of the password for the
+    host or port, so that part would be shown in any message naming the host."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "@" in url
+    after = url.partition(netloc)[2] if netloc else url
+    return "@" not in netloc and ":" in netloc and "@" in after
+
+
+def url_error(url: str, exc: Exception) -> str:
+    """A parser's complaint about ``url``, fit to show: it never quotes any part of userinfo.
+
+    Python's and httpx's messages quote the port or host they could not parse, which for
+    ``http://user:p#ss@host`` is the start of the password (RFC 3986 section 3.2.1 ends the
+    authority at the first ``#``, ``/`` or ``?``).
+    """
+    if "@" in url:
+        return USERINFO_HINT
+    return str(exc).replace(url, redact_url(url))
+
+
 def has_userinfo(url: str) -> bool:
     """Whether the URL carries ``user[:password]@``."""
     return "@" in urlsplit(url).netloc

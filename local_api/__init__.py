@@ -26,7 +26,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     Collaborators (all optional): ``router`` (bridge.router.Router), ``local`` (the local
     backend), ``store`` (bridge.models.store.ModelStore). Missing ones are built from settings.
     """
-    from local_api import errors, events, limits, openapi, security
+    from local_api import browser_guard, errors, events, limits, openapi, security
     from local_api.accounts import api_keys, audit, auth, identity, profile
     from local_api.backups import routes as backups
     from local_api.generation import cache, compute, conversations, ws
@@ -53,6 +53,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
 
     errors.init_app(app)
     security.init_app(app)
+    browser_guard.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
     shared_state.init_app(app)

@@ -85,7 +85,8 @@ def _serve_gunicorn(settings: Settings, scheme: str) -> int:
     run_gunicorn(
         lambda: create_app(settings), host=settings.host, port=settings.port,
         workers=settings.workers, threads=settings.threads,
-        graceful_timeout=settings.graceful_timeout, certfile=settings.tls_cert,
+        graceful_timeout=settings.graceful_timeout, header_timeout=settings.header_timeout,
+        certfile=settings.tls_cert,
         keyfile=settings.tls_key, on_ready=ready, on_worker_exit=shutdown,
     )
     return 0
