@@ -70,7 +70,7 @@ def test_reference_holds_the_cli_help(site: Path) -> None:
 
 def test_no_undefined_names_or_dead_references_in_the_docs() -> None:
     """FT/AQ and the teams' names are defined once (explanation/names.md), used nowhere else."""
-    pages = [ROOT / "README.md", *DOCS.rglob("*.md")]
+    pages = [ROOT / "README.md", ROOT / "js" / "README.md", *DOCS.rglob("*.md")]
     for page in pages:
         text = page.read_text()
         assert "shared/spec" not in text, page
