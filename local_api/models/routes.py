@@ -30,6 +30,8 @@ LOAD = obj(
                 "device": {"type": "string", "enum": ["auto", "cpu", "cuda"]},
                 "quantization": {"type": "string", "enum": list(QUANTIZATIONS)},
                 "engine": {"type": "string", "enum": ["auto", "llama.cpp", "transformers"]},
+                # llama.cpp slots decoding at once for this model (BRIDGE_NUM_PARALLEL's default)
+                "num_parallel": {"type": "integer", "minimum": 1, "maximum": 64},
             }
         ),
     },
@@ -161,8 +163,9 @@ def load() -> dict[str, Any]:
     engine = params.get("engine")
     bus().publish("model_status", {"model_id": model_id, "status": "loading", "progress": 0.0})
     try:
-        seconds = c.local.load(model_id, device=device, quantization=quantization,
-                               **({"engine": engine} if engine else {}))
+        extra = {k: v for k, v in (("engine", engine),
+                                    ("parallel", params.get("num_parallel"))) if v}
+        seconds = c.local.load(model_id, device=device, quantization=quantization, **extra)
     except Exception:
         bus().publish("model_status", {"model_id": model_id, "status": "error", "progress": 0.0})
         raise

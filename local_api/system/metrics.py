@@ -126,17 +126,29 @@ def tokens_by_backend() -> dict[str, float]:
 
 
 def _engine_queues(compute: Any) -> Iterator[Metric]:
-    """The llama.cpp engine's FIFO queue per loaded model: depth now, seconds waited in all."""
+    """Each llama-server: slots, slots decoding now, requests waiting for a slot (read from its
+    own /metrics: llamacpp:requests_processing, llamacpp:requests_deferred); engine restarts."""
     local = getattr(compute, "local", None)
-    queues = (getattr(local, "runtime_info", None) or {}).get("queues") or {}
+    info = getattr(local, "runtime_info", None) or {}
+    servers = info.get("llama_servers") or {}
+    slots = GaugeMetricFamily("bridge_engine_slots", "llama.cpp slots (parallel sequences) "
+                              "per loaded model", labels=["model"])  # fmt: skip
+    busy = GaugeMetricFamily("bridge_engine_slots_busy", "llama.cpp slots decoding now",
+                             labels=["model"])  # fmt: skip
     depth = GaugeMetricFamily("bridge_engine_queue_depth",
-                              "Requests waiting for a llama.cpp model", labels=["model"])
-    waited = CounterMetricFamily("bridge_engine_queue_wait_seconds",
-                                 "Seconds requests waited for a llama.cpp model", labels=["model"])
-    for model, stats in queues.items():
-        depth.add_metric([model], float(stats["queue_depth"]))
-        waited.add_metric([model], float(stats["queue_wait_seconds"]))
-    yield from (depth, waited)
+                              "Requests waiting for a free llama.cpp slot", labels=["model"])
+    restarts = CounterMetricFamily("bridge_engine_restarts", "Engine processes that died "
+                                   "(crash, OOM-kill) and were restarted", labels=["model"])
+    for model, stats in servers.items():
+        slots.add_metric([model], float(stats["parallel"]))
+        busy.add_metric([model], float(stats.get("processing", 0)))
+        depth.add_metric([model], float(stats.get("deferred", 0)))
+    counts: dict[str, int] = {}
+    for fault in getattr(local, "faults", None) or []:
+        counts[fault["model"]] = counts.get(fault["model"], 0) + 1
+    for model, count in counts.items():
+        restarts.add_metric([model], float(count))
+    yield from (slots, busy, depth, restarts)
 
 
 def metrics(app: Flask | None = None) -> Metrics | None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bridge.backends.local import LocalBackend, held_back
+from bridge.backends.engines import held_back
+from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import ContextLengthExceeded, ModelNotFound, ValidationError
 from bridge.models.store import ModelCorrupted, ModelStore

@@ -51,6 +51,33 @@ def test_load_names_its_engine(http: httpx.Client, bearer: dict[str, str]) -> No
     assert unknown.status_code == 400
 
 
+def slots(http: httpx.Client, bearer: dict[str, str]) -> int:
+    status = http.get("/api/system/status", headers=bearer).json()
+    local = next(b for b in status["backends"] if b["kind"] == "local")
+    return int(local["runtime_info"]["llama_servers"][DEFAULT_MODEL_ID]["parallel"])
+
+
+def test_a_load_sets_the_models_slots(http: httpx.Client, bearer: dict[str, str]) -> None:
+    before = slots(http, bearer)
+    for bad in (0, 65, "2"):
+        refused = http.post("/api/models/load", headers=bearer, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"num_parallel": bad}})
+        assert refused.status_code == 400 and "num_parallel" in refused.text
+    assert slots(http, bearer) == before
+    try:
+        loaded = http.post("/api/models/load", headers=bearer, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"num_parallel": 1}})
+        assert loaded.status_code == 200, loaded.text
+        assert slots(http, bearer) == 1
+        answer = http.post("/api/generate", headers=bearer, json={
+            "model": DEFAULT_MODEL_ID, "prompt": "Name three colors.",
+            "parameters": {"temperature": 0, "max_tokens": 4}}).json()
+        assert answer["engine"] == "llama.cpp" and answer["usage"]["completion_tokens"] == 4
+    finally:
+        http.post("/api/models/load", headers=bearer, json={
+            "model_id": DEFAULT_MODEL_ID, "parameters": {"num_parallel": before}})
+
+
 def test_concurrent_clients_queue_and_metrics_show_it(
     http: httpx.Client, bearer: dict[str, str]
 ) -> None:
@@ -70,4 +97,5 @@ def test_concurrent_clients_queue_and_metrics_show_it(
     assert len(texts) == 4 and len(set(texts)) == 1 and "Paris" in texts[0]
     scrape = http.get("/metrics").text
     assert f'bridge_engine_queue_depth{{model="{DEFAULT_MODEL_ID}"}} 0.0' in scrape
-    assert f'bridge_engine_queue_wait_seconds_total{{model="{DEFAULT_MODEL_ID}"}}' in scrape
+    assert f'bridge_engine_slots_busy{{model="{DEFAULT_MODEL_ID}"}} 0.0' in scrape
+    assert f'bridge_engine_slots{{model="{DEFAULT_MODEL_ID}"}}' in scrape

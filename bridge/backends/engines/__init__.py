@@ -1,10 +1,11 @@
 """The engines under LocalBackend: transformers (HF folders, CUDA, bitsandbytes, continuous
-batching) and llama.cpp (GGUF files on CPU, through llama-cpp-python).
+batching) and llama.cpp (GGUF files on CPU, in llama.cpp's own ``llama-server`` subprocess).
 
-An engine holds one loaded model and turns prompt token ids into a stream of cumulative token
-lists on a queue; LocalBackend does the rest (templates, context, stop strings, events) once.
+An engine holds one loaded model and turns prompt token ids into a stream on a queue: cumulative
+token lists (LocalBackend detokenizes them) or cumulative ``Piece``s (the engine decoded the text
+itself); LocalBackend does the rest (templates, context, stop strings, events) once.
 Which engine serves is decided here, per model format and device: a GGUF on CPU goes to
-llama.cpp (4-7x transformers fp32 on the same weights, benchmarks/), everything else to
+llama.cpp (4-9x transformers fp32 on the same weights, benchmarks/), everything else to
 transformers. A load's ``engine`` parameter or ``BRIDGE_ENGINE`` overrides it.
 """
 
@@ -12,16 +13,16 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bridge.errors import ContextLengthExceeded, NotSupported
-from bridge.types import GenerateRequest
+from bridge.backends.engines.llama_server import BUILD_HINT
+from bridge.errors import BackendUnavailable, ContextLengthExceeded, NotSupported
+from bridge.types import Done, Event, GenerateRequest, Token
 
 ENGINES = ("transformers", "llama.cpp")
-LLAMA_CPP_HINT = 'CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python==0.3.36'
 
 # Called with False when the consumer stops early (cancel), True when it read the end.
 Cancel = Callable[[bool], None]
@@ -48,6 +49,17 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Piece:
+    """Cumulative output of an engine that decodes its own text: tokens so far (end-of-
+    generation excluded), their text, whether it ended at end-of-generation, whether it ended."""
+
+    tokens: int
+    text: str
+    eos: bool = False
+    final: bool = False
+
+
 @dataclass(eq=False)
 class Loaded:
     """A loaded engine and its use: streams in flight and when it was last used."""
@@ -55,16 +67,6 @@ class Loaded:
     engine: Engine
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
-
-
-def llama_cpp_missing() -> str | None:
-    """Why llama.cpp cannot serve here (with how to get it), or None when it can."""
-    try:
-        import llama_cpp  # noqa: F401
-    except Exception as exc:  # ImportError, or OSError from a broken shared library
-        return (f"llama-cpp-python is not available ({type(exc).__name__}: {exc}); "
-                f"install it with: {LLAMA_CPP_HINT}")[:400]  # fmt: skip
-    return None
 
 
 def gguf_in(path: Path) -> Path | None:
@@ -77,15 +79,15 @@ def gguf_in(path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def choose_engine(requested: str, device: str, has_gguf: bool) -> str:
+def choose_engine(requested: str, device: str, has_gguf: bool, missing: str | None = None) -> str:
     """The engine for a model: the one asked for, else llama.cpp for a GGUF on CPU (when
-    installed), else transformers. NotSupported when the one asked for cannot serve."""
+    its server is installed: ``missing`` says why not), else transformers. NotSupported when
+    the one asked for cannot serve."""
     if requested not in ("auto", *ENGINES):
         raise NotSupported(f"Unknown engine {requested!r}: one of auto, {', '.join(ENGINES)}")
     if requested == "llama.cpp":
-        missing = llama_cpp_missing()
         if missing:
-            raise NotSupported(missing, details={"install": LLAMA_CPP_HINT})
+            raise NotSupported(missing, details={"install": BUILD_HINT})
         if not has_gguf:
             raise NotSupported("The llama.cpp engine serves GGUF models; this one has no .gguf")
         if device != "cpu":
@@ -94,7 +96,7 @@ def choose_engine(requested: str, device: str, has_gguf: bool) -> str:
         return requested
     if requested == "transformers":
         return requested
-    fits = has_gguf and device == "cpu" and not llama_cpp_missing()
+    fits = has_gguf and device == "cpu" and not missing
     return "llama.cpp" if fits else "transformers"
 
 
@@ -144,3 +146,49 @@ def encode(engine: Engine, request: GenerateRequest) -> tuple[list[int], bool]:
         details={"prompt_tokens": len(ids), "max_tokens": request.max_tokens,
                  "context": engine.context},
     )
+
+
+def stream(engine: Engine, request: GenerateRequest, ids: list[int],
+           truncated: bool) -> Iterator[Event]:  # fmt: skip
+    """Token events from ``engine`` for prompt ``ids``, then one Done: stop strings cut the
+    text (and the generation), a tail that may begin one is held back, and a character split
+    between tokens waits for its last byte. BackendUnavailable when the engine fails."""
+    box: queue.Queue[Any] = queue.Queue()
+    try:
+        cancel = engine.submit(request, ids, box)
+    except RuntimeError as exc:  # unloaded between our look-up and the submit
+        raise BackendUnavailable(f"Local generation failed: {exc}") from exc
+    tokens: list[int] = []
+    sent, count, finished, stopped = 0, 0, False, False
+    try:
+        while not (finished or stopped):
+            item = box.get()  # every engine ends with None, an error or a finished output
+            error = item if isinstance(item, Exception) else getattr(item, "error", None)
+            if error:
+                raise BackendUnavailable(f"Local generation failed: {error}")
+            if isinstance(item, Piece):  # the engine decoded the text itself
+                count, text, eos, finished = item.tokens, item.text, item.eos, item.final
+            else:
+                if item is None or isinstance(item, list):  # cumulative ids, then None
+                    tokens, finished = (tokens, True) if item is None else (item, False)
+                else:
+                    tokens, finished = list(item.generated_tokens), item.is_finished()
+                text = engine.detokenize([t for t in tokens if t not in engine.eos])
+                eos = bool(tokens and tokens[-1] in engine.eos)
+                count = len([t for t in tokens if t not in engine.eos])
+            cut = min((i for i in (text.find(s, sent) for s in request.stop if s) if i >= 0),
+                      default=-1)  # fmt: skip
+            finished, stopped = finished or eos, cut >= 0 or eos
+            end = cut if cut >= 0 else len(text)
+            end -= 0 if finished or stopped else held_back(text, sent, request.stop)
+            # a multi-byte character cut between tokens decodes as U+FFFD: wait for
+            # its last byte, or drop it when the answer ends there (max_tokens)
+            end = len(text[:end].rstrip("\ufffd")) if end == len(text) else end
+            if end > sent:
+                yield Token(text[sent:end])
+                sent = end
+    finally:
+        cancel(finished)
+    reason = "length" if not stopped and count >= request.max_tokens else "stop"
+    yield Done(len(ids), count, reason, backend="local", truncated_prompt=truncated,
+               engine=engine.name)

@@ -1,143 +1,148 @@
-"""The llama.cpp engine: GGUF models on CPU through llama-cpp-python.
+"""The llama.cpp engine: a GGUF model served by its own ``llama-server`` subprocess.
 
-A ``llama_cpp.Llama`` object is not thread-safe, and llama-cpp-python 0.3.36 exposes no
-multi-sequence batching in its Python API (one context, one sequence). So requests queue
-first-come (FIFO) in front of one worker thread per model; a queued request that is
-cancelled is skipped, never started. Queue depth and waiting time are in ``stats()``
-(``/metrics``). Every request starts from a cleared context (``reset()``): its answer never
-depends on what ran before it. Sampling: llama.cpp's own chain with min_p and typical_p
-off, so temperature/top_k/top_p/penalties mean what they mean on transformers.
+Requests go to the server's native ``/completion`` endpoint as prompt token ids (this service
+renders the chat template and checks the context first, as on every engine) and stream back
+text pieces. The server decodes them with continuous batching over its parallel slots and keeps
+a prompt cache per slot (``cache_prompt``), so concurrent requests no longer wait in a queue
+in front of one sequence, and a conversation's next turn re-reads only what is new.
+
+Sampling: llama.cpp's own chain with min_p and typical_p off, so temperature, top_k, top_p and
+the penalties mean what they mean on transformers — except the penalties' window: llama.cpp
+penalises the last ``repeat_last_n`` = 64 tokens (its default), transformers the whole text.
+temperature 0 is greedy. A request with no seed that samples gets a fresh random seed.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import queue
 import secrets
 import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.backends.engines import Cancel
+import httpx
+
+from bridge.backends.engines import Cancel, Piece
+from bridge.backends.engines.llama_server import LlamaServer, Plan
+from bridge.errors import BackendUnavailable
 from bridge.types import GenerateRequest
 
-
-@dataclass(eq=False)
-class Job:
-    request: GenerateRequest
-    ids: list[int]
-    box: queue.Queue[Any]
-    queued: float = field(default_factory=time.monotonic)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-def default_threads() -> int:
-    """Physical cores are what decoding scales with; os.cpu_count() counts both hyperthreads."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))  # fmt: skip
+REPEAT_LAST_N = 64  # llama.cpp's default penalty window (common/common.h penalty_last_n)
 
 
 class LlamaCppEngine:
-    """One GGUF model in llama.cpp, one worker thread, a FIFO queue in front of it."""
+    """One GGUF model in a llama-server subprocess (see llama_server.py)."""
 
     name = "llama.cpp"
+    eos: frozenset[int] = frozenset()  # the server ends at end-of-generation itself
 
-    def __init__(self, gguf: Path, max_context: int | None, threads: int | None = None) -> None:
-        from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        # 4096 tokens of KV cache unless asked otherwise (the model's own limit caps it).
-        self.llm = Llama(str(gguf), n_ctx=max_context or 4096, seed=0, verbose=False,
-                         n_threads=threads or default_threads())  # fmt: skip
-        self.context = min(int(self.llm.n_ctx()), int(self.llm._model.n_ctx_train()))
-        meta = dict(self.llm.metadata)
+    def __init__(self, gguf: Path, how: Plan, *, binary: str = "",
+                 cache_prompt: bool = True) -> None:  # fmt: skip
+        self.server = LlamaServer(gguf, how, binary=binary)
+        self.plan, self.cache_prompt = how, cache_prompt
+        self.context = how.context
         self.settings = (self.name, "cpu", gguf.name)
-        model = self.llm._model
-        self.eos = frozenset(t for t in (model.token_eos(), model.token_eot()) if t >= 0)
-        template = meta.get("tokenizer.chat_template")
-        eos, bos = (model.token_get_text(t) if t >= 0 else ""
-                    for t in (model.token_eos(), model.token_bos()))  # fmt: skip
-        self.formatter = Jinja2ChatFormatter(template, eos, bos) if template else None
-        self.jobs: deque[Job] = deque()
-        self.cond = threading.Condition()
-        self.closed = False
-        self.waited, self.served = 0.0, 0
-        self.worker = threading.Thread(target=self.work, name="llama-cpp", daemon=True)
-        self.worker.start()
+        self.restarts = 0
+
+    def alive(self) -> bool:
+        """False once the subprocess has died (crash, OOM-kill): LocalBackend restarts it."""
+        return self.server.alive()
+
+    def stats(self) -> dict[str, Any]:
+        """Slots, per-slot context, threads, the subprocess, and from the server's own
+        ``/metrics``: requests decoding now and waiting for a slot (``/system/status``)."""
+        found = {"parallel": self.plan.parallel, "context": self.plan.context,
+                 "threads": self.plan.threads, "pid": self.server.pid,
+                 "state": self.server.exit_reason(), "processing": 0, "deferred": 0}
+        try:
+            text = self.server.client.get("/metrics", timeout=2.0).text
+        except httpx.HTTPError:
+            return found
+        for line in text.splitlines():  # Prometheus text: "llamacpp:requests_deferred 0"
+            name, _, value = line.partition(" ")
+            key = name.removeprefix("llamacpp:requests_")
+            if key in ("processing", "deferred") and value:
+                found[key] = int(float(value))
+        return found
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+        body = {"content": text, "add_special": False, "parse_special": True}
+        return [int(t) for t in self.server.post("/tokenize", body)["tokens"]]
 
     def detokenize(self, ids: list[int]) -> str:
-        return self.llm.detokenize(ids).decode("utf-8", errors="replace")
+        return str(self.server.post("/detokenize", {"tokens": ids})["content"])
 
     def template(self, messages: list[dict[str, str]]) -> str:
-        if self.formatter is None:
-            return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        return str(self.formatter(messages=messages).prompt)  # type: ignore[arg-type]
+        """The model's own chat template (its GGUF's Jinja, rendered by the server)."""
+        return str(self.server.post("/apply-template", {"messages": messages})["prompt"])
 
-    def stats(self) -> dict[str, float]:
-        """Queue depth now, and seconds requests have waited in it (total) and how many."""
-        with self.cond:
-            depth = sum(1 for job in self.jobs if not job.cancelled.is_set())
-            return {"queue_depth": depth, "queue_wait_seconds": self.waited,
-                    "served": self.served}  # fmt: skip
+    def body(self, request: GenerateRequest, ids: list[int]) -> dict[str, Any]:
+        """The ``/completion`` request: prompt ids and the sampling chain (module docstring)."""
+        r, sample = request, request.temperature > 0
+        seed = r.seed if r.seed is not None else secrets.randbits(31)
+        return {
+            "prompt": ids, "n_predict": r.max_tokens, "stream": True, "return_tokens": True,
+            "cache_prompt": self.cache_prompt, "temperature": float(r.temperature) if sample
+            else 0.0, "top_k": int(r.top_k), "top_p": float(r.top_p), "min_p": 0.0,
+            "typical_p": 1.0, "repeat_penalty": float(r.repetition_penalty),
+            "repeat_last_n": REPEAT_LAST_N, "frequency_penalty": float(r.frequency_penalty),
+            "presence_penalty": float(r.presence_penalty), "seed": int(seed) if sample else 0,
+        }  # fmt: skip
 
     def submit(self, request: GenerateRequest, ids: list[int], box: queue.Queue[Any]) -> Cancel:
-        job = Job(request, ids, box)
-        with self.cond:
-            if self.closed:
-                raise RuntimeError("the model was unloaded")
-            self.jobs.append(job)
-            self.cond.notify_all()
-        return lambda _finished: job.cancelled.set()
+        """Stream on a thread: cumulative Pieces on ``box``, then None (or an error)."""
+        if not self.alive():
+            raise RuntimeError(self.server.fault(RuntimeError("not running")))
+        cancelled = threading.Event()
+        held: list[httpx.Response] = []
 
-    def work(self) -> None:
-        """The worker thread: one request at a time, in arrival order."""
-        while True:
-            with self.cond:
-                self.cond.wait_for(lambda: self.jobs or self.closed)
-                if not self.jobs:
-                    return  # closed and drained
-                job = self.jobs.popleft()
-                if job.cancelled.is_set():
-                    continue
-                self.waited += time.monotonic() - job.queued
-                self.served += 1
+        def run() -> None:
             try:
-                self.run(job)
-                job.box.put(None)
-            except Exception as exc:  # an engine fault raises in the consumer
-                job.box.put(exc)
+                self._stream(self.body(request, ids), box, cancelled, held)
+                box.put(None)
+            except Exception as exc:  # raised in the consumer, unless it went away
+                if not cancelled.is_set():
+                    box.put(exc if isinstance(exc, BackendUnavailable)
+                            else BackendUnavailable(self.server.fault(exc)))  # fmt: skip
 
-    def run(self, job: Job) -> None:
-        r = job.request
-        sample = r.temperature > 0
-        seed = r.seed if r.seed is not None else secrets.randbits(31)
-        self.llm.set_seed(int(seed) if sample else 0)
-        self.llm.reset()  # type: ignore[no-untyped-call]  # no prefix reuse: an answer never depends on the one before it
-        tokens: list[int] = []
-        for token in self.llm.generate(
-            job.ids, temp=float(r.temperature) if sample else 0.0, top_k=int(r.top_k),
-            top_p=float(r.top_p), min_p=0.0, typical_p=1.0,
-            repeat_penalty=float(r.repetition_penalty),
-            frequency_penalty=float(r.frequency_penalty),
-            presence_penalty=float(r.presence_penalty),
-        ):  # fmt: skip
-            if job.cancelled.is_set():
-                return
-            tokens.append(int(token))
-            job.box.put(list(tokens))
-            if token in self.eos or len(tokens) >= r.max_tokens:
-                return
+        def cancel(_finished: bool) -> None:
+            cancelled.set()
+            for response in held:  # closing the stream makes the server cancel its task
+                try:
+                    response.close()
+                except Exception:  # noqa: S110 - closing a stream another thread reads
+                    pass
+
+        threading.Thread(target=run, name="llama-cpp-stream", daemon=True).start()
+        return cancel
+
+    def _stream(self, body: dict[str, Any], box: queue.Queue[Any], cancelled: threading.Event,
+                held: list[httpx.Response]) -> None:  # fmt: skip
+        text, count = "", 0
+        with self.server.client.stream("POST", "/completion", json=body) as response:
+            held.append(response)
+            if response.status_code != 200:
+                raise BackendUnavailable(f"llama-server answered {response.status_code}: "
+                                         f"{response.read().decode(errors='replace')[:300]}")
+            for line in response.iter_lines():
+                if cancelled.is_set():
+                    return
+                if not line.startswith("data: "):
+                    continue
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    raise BackendUnavailable(f"llama-server: {chunk['error']}"[:400])
+                text += chunk.get("content", "")
+                count += len(chunk.get("tokens") or ())
+                eos = chunk.get("stop_type") == "eos"
+                count = max(count, int(chunk.get("tokens_predicted", 0)) - eos)
+                box.put(Piece(count, text, eos=eos, final=bool(chunk.get("stop"))))
+                if chunk.get("stop"):
+                    return
+        if not cancelled.is_set():
+            raise BackendUnavailable(self.server.fault(EOFError("the stream ended early")))
 
     def close(self) -> None:
-        """Finish the request running and those queued, then free the model."""
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-        self.worker.join(timeout=60)
-        self.llm.close()
+        """Stop the subprocess (streams still reading get a clear error)."""
+        self.server.close()
