@@ -69,3 +69,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+# What to check when remote compute does not answer (docs/troubleshooting.md says the same)
+UNREACHABLE_HINT = ("check the URL and port, that the server listens on an address this "
+                    "machine can reach (e.g. --ip 0.0.0.0), and any firewall; across NAT or "
+                    "from Colab, use a tunnel (ngrok)")
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection failed, in plain words, from any HTTP library's exception (requests,
+    httpx, urllib3): their own text ("HTTPConnectionPool ... Max retries exceeded") is not shown."""
+    text = f"{type(exc).__name__} {exc} {exc.__cause__ or ''}".lower()
+    if "timeout" in text or "timed out" in text:
+        return "timed out"
+    if "refused" in text:
+        return "connection refused: nothing listens there"
+    if any(s in text for s in ("name or service not known", "nodename nor servname",
+                               "getaddrinfo", "name resolution", "resolve")):
+        return "the host name does not resolve"
+    if "ssl" in text or "certificate" in text:
+        return "the TLS handshake failed"
+    return "the connection failed"

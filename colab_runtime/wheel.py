@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
+from bridge.urls import UNREACHABLE_HINT, connect_failure, redact_url
 from colab_runtime.launch import BOOTING, KERNEL_START_TRIES
 from colab_runtime.notebook import PACKAGE, default_package_spec
 from colab_runtime.proxy import PROXY_TOKEN_HEADER, is_refusal, refusal
@@ -83,8 +84,14 @@ def upload(runtime_url: str, headers: Mapping[str, str], wheel: Path, *,
     for attempt in range(1, KERNEL_START_TRIES + 1):  # a fresh VM answers 502 for a while
         try:
             answer = requests.put(url, json=body, headers=auth, timeout=timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise BackendUnavailable(
+                f"cannot reach the runtime at {redact_url(runtime_url)} "
+                f"({connect_failure(exc)}): {UNREACHABLE_HINT}",
+                details={"reason": "unreachable"}) from exc
         except requests.RequestException as exc:
-            raise BackendUnavailable(f"cannot upload the wheel to the runtime: {exc}") from exc
+            raise BackendUnavailable(
+                f"cannot upload the wheel to the runtime ({type(exc).__name__})") from exc
         if answer.status_code not in BOOTING or attempt == KERNEL_START_TRIES:
             break
         time.sleep(backoff * 2 ** (attempt - 1))

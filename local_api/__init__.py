@@ -37,7 +37,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     from local_api.openai import routes as openai
     from local_api.remote import routes as remote
     from local_api.storage import crypto, db, shared_state
-    from local_api.system import health, metrics
+    from local_api.system import health, landing, metrics
     from local_api.system import status as system
 
     if isinstance(config, Settings):
@@ -72,6 +72,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     ws.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(landing.bp)  # / and /docs/
     app.register_blueprint(openai.bp)  # /v1, OpenAI shapes (not under /api)
     app.register_blueprint(ollama.bp)  # /ollama/api, Ollama shapes
     return app

@@ -22,6 +22,8 @@ from bridge.errors import DownloadFailed, ModelNotFound, ValidationError
 from bridge.urls import USERINFO_HINT, url_error, userinfo_misplaced
 
 NETWORK_ERROR, NOT_FOUND, ACCESS_DENIED = "NETWORK_ERROR", "NOT_FOUND", "ACCESS_DENIED"
+NETWORK_HINT = ("check this machine's network; behind a proxy, start the service with "
+                "HTTPS_PROXY=http://PROXY:PORT")
 HTTP_ERROR, CHECKSUM_MISMATCH, DISK_FULL = "HTTP_ERROR", "CHECKSUM_MISMATCH", "DISK_FULL"
 INVALID_MODEL, IO_ERROR, INTERNAL = "INVALID_MODEL", "IO_ERROR", "INTERNAL_ERROR"
 BLOCKED_ADDRESS, ALREADY_STORED = "BLOCKED_ADDRESS", "ALREADY_STORED"
@@ -258,7 +260,8 @@ def resolve_url(source: Source, client: httpx.Client) -> Plan:
     except httpx.TimeoutException as exc:
         raise DownloadError(NETWORK_ERROR, f"{what} timed out") from exc
     except httpx.TransportError as exc:
-        raise DownloadError(NETWORK_ERROR, f"{what} is unreachable: {exc}") from exc
+        raise DownloadError(NETWORK_ERROR, f"{what} is unreachable ({type(exc).__name__}): "
+                            f"{NETWORK_HINT}") from exc
     size: int | None = None
     etag: str | None = None
     if head.status_code < 400:
