@@ -23,10 +23,12 @@ from bridge.backends.engines import (
     stream,
 )
 from bridge.backends.engines.llama_server import missing as llama_server_missing
-from bridge.config import DEFAULT_MODEL_ID
+from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
+from bridge.embeddings import Embeddings, EmbedRequest
 from bridge.errors import (
     BackendUnavailable,
     InvalidModel,
+    ModelTypeMismatch,
     NotSupported,
     ValidationError,
 )
@@ -166,6 +168,8 @@ class LocalBackend:
             engine: Engine = self._load_checked(model_id, stored, lambda: LlamaCppEngine(
                 gguf, how, binary=self.llama_server, cache_prompt=self.prompt_cache))  # fmt: skip
             return engine
+        if self.store.get(model_id).type == "embedding":
+            return self._open_embedding(model_id, device)
         from transformers import AutoTokenizer
 
         from bridge.backends.engines.transformers import TransformersEngine
@@ -181,6 +185,35 @@ class LocalBackend:
         model = self._load_checked(model_id, True, lambda: load_model(path, device, quantization))
         tokenizer = self._load_checked(model_id, True, lambda: AutoTokenizer.from_pretrained(path))
         return TransformersEngine(model, tokenizer, device, quantization, self.max_context)
+
+    def _open_embedding(self, model_id: str, device: str) -> Engine:
+        """An embedding model (sentence-transformers folder) on the embedding engine."""
+        from bridge.backends.engines.embedding import EmbeddingEngine
+        from bridge.models.embedding import prepare_embedding_model
+
+        if model_id == EMBEDDING_MODEL_ID:
+            prepare_embedding_model(self.store)
+        info = self.store.get(model_id)
+        if info.status != "ready" or info.path is None:
+            raise BackendUnavailable(f"Model {model_id!r} is {info.status}, not ready to load")
+        path = info.path
+        engine: Engine = self._load_checked(
+            model_id, True, lambda: EmbeddingEngine(path, device, model_id))
+        return engine
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """One vector per input (the model loads on first use); ModelTypeMismatch for a model
+        that only generates, ContextLengthExceeded for a long input with truncate False."""
+        if self.store.has(request.model) and self.store.get(request.model).type != "embedding":
+            raise ModelTypeMismatch(
+                f"Model {request.model!r} generates text and does not embed; use an embedding "
+                f"model such as {EMBEDDING_MODEL_ID!r}", details={"model": request.model})
+        slot = self._slot(request.model)
+        try:
+            vectors, tokens = slot.engine.embed(list(request.inputs), request.truncate)  # type: ignore[attr-defined]
+        finally:
+            self._release(slot)
+        return Embeddings(vectors, tokens, self.name, slot.engine.name)
 
     def _load_checked(self, model_id: str, stored: bool, load: Callable[[], Any]) -> Any:
         """Run ``load``; a corrupt model folder is reported as ModelCorrupted naming the file."""

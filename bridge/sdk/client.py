@@ -5,7 +5,7 @@
 
 Credentials: an API key (``api_key=`` or ``$BRIDGE_API_KEY``), or a username and password
 (logged in on first use; the access token is refreshed, or the login redone, when the
-service answers 401). Resources: ``auth``, ``user``, ``models``, ``chat``,
+service answers 401). Resources: ``auth``, ``user``, ``models``, ``chat``, ``embeddings``,
 ``conversations``, ``system``, ``colab``, ``db``, ``admin``; ``generate`` is FT's shape.
 
 Every failure raises one tree, the service's own (``bridge.errors``), keyed by the
@@ -29,6 +29,7 @@ from typing import Any, Literal, overload
 import httpx
 
 from bridge.errors import BridgeError, ServiceUnreachable, Unauthorized
+from bridge.sdk.embeddings import Embeddings
 from bridge.sdk.resources import (
     Admin,
     Auth,
@@ -98,6 +99,7 @@ class Client:
         self.user = User(self)
         self.models = Models(self)
         self.chat = Chat(self)
+        self.embeddings = Embeddings(self)
         self.conversations = Conversations(self)
         self.system = System(self)
         self.colab = Colab(self)

@@ -19,6 +19,7 @@ import {
   User,
   parametersOf,
 } from "./resources.js";
+import { Embeddings } from "./embeddings.js";
 import { openSocket } from "./socket.js";
 import { ChatStream } from "./stream.js";
 
@@ -138,6 +139,7 @@ export class Client {
     this.user = new User(this);
     this.models = new Models(this);
     this.chat = new Chat(this);
+    this.embeddings = new Embeddings(this);
     this.conversations = new Conversations(this);
     this.system = new System(this);
     this.colab = new Colab(this);

@@ -25,7 +25,7 @@ from bridge.errors import BackendUnavailable, ValidationError
 from bridge.streaming import UNFINISHED, Primed
 from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token
 from local_api.accounts.identity import Identity
-from local_api.generation import cache, conversations
+from local_api.generation import cache, conversations, embeddings
 from local_api.generation.compute import compute
 from local_api.system.metrics import observe
 from local_api.timeutil import duration
@@ -101,6 +101,7 @@ def start(
         raise ValidationError(f"{shown} must be at most {limit}",
                               details={"field": shown, "max": limit})
     compute().require_model(request.model)
+    embeddings.require_kind(request.model, "chat")
     # The model's catalog defaults (FT's ``parameters``) for what the client left out.
     request = params.with_defaults(request, compute().store.defaults(request.model))
     if conversation_id:

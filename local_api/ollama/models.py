@@ -1,4 +1,4 @@
-"""Ollama's model endpoints over the service's catalog: /tags, /show, /ps, /pull, /embed.
+"""Ollama's model endpoints over the service's catalog: /tags, /show, /ps, /pull.
 
 ``/pull`` starts (or follows) a download job of local_api/models/downloads.py from the
 built-in registry, as ``ollama pull`` fetches from Ollama's registry, or of one quantization
@@ -7,9 +7,7 @@ Ollama's lines until ``{"status": "success"}`` (the shapes of the client's
 ``ollama._types.ProgressResponse``: ``status``, ``digest``, ``total``, ``completed``; the
 statuses of Ollama's server, server/images.go PullModel: "pulling manifest", "pulling ...",
 "verifying sha256 digest", "writing manifest", "success"); ``"stream": false`` waits and
-answers that last object. A client
-that leaves stops following, not the download. No backend here computes embeddings, so
-``/embed`` answers what Ollama answers for a model without the capability (400).
+answers that last object. A client that leaves stops following, not the download.
 """
 
 from __future__ import annotations
@@ -189,25 +187,3 @@ def _digest(job: Job) -> str:
     file whose sha256 the source vouches for (a Hub LFS file), else the job's id."""
     files = job.plan.files if job.plan is not None else []
     return f"sha256:{files[0].sha256}" if len(files) == 1 and files[0].sha256 else job.id
-
-
-@bp.post("/embed")
-@spec("Ollama: embeddings (no backend here computes them: 400, as Ollama answers)",
-      body=shapes.EMBED)
-@login_required
-def embed() -> Response:
-    return _no_embeddings()
-
-
-@bp.post("/embeddings")
-@spec("Ollama: embeddings, the older endpoint (400, as /embed)", body=shapes.EMBED)
-@login_required
-def embeddings() -> Response:
-    return _no_embeddings()
-
-
-def _no_embeddings() -> Response:
-    body = json_body(shapes.EMBED)
-    compute().require_model(shapes.model_id(body["model"]))  # unknown: 404 first
-    raise errors.ValidationError(f'"{body["model"]}" does not support embeddings',
-                                 details={"field": "model"})

@@ -25,12 +25,13 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
+from local_api.ollama import embed, models, shapes
 from local_api.ollama import errors as ollama_errors
-from local_api.ollama import models, shapes
 from local_api.validation import json_body
 
 bp = Blueprint("ollama", __name__, url_prefix="/ollama")
 bp.register_blueprint(models.bp)
+bp.register_blueprint(embed.bp)
 ollama_errors.register(bp)
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 

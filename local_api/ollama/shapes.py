@@ -72,7 +72,8 @@ PULL: dict[str, Any] = {"type": "object", "properties": {
     **_names, "stream": {"type": ["boolean", "null"]}, "insecure": {"type": ["boolean", "null"]}}}
 EMBED: dict[str, Any] = {"type": "object", "required": ["model"],
          "properties": {"model": _model, "input": {"type": ["string", "array"]},
-                        "prompt": {"type": "string"}}}
+                        "prompt": {"type": "string"}, "truncate": {"type": "boolean"},
+                        "dimensions": {"type": "integer"}}}
 # The catalog's parameter names in Ollama's (Modelfile PARAMETER names); others are not shown.
 OLLAMA_NAMES = {"repetition_penalty": "repeat_penalty", "context": "num_ctx", "n_ctx": "num_ctx",
                 "max_tokens": "num_predict",
@@ -268,7 +269,8 @@ def show(info: ModelInfo) -> dict[str, Any]:
     return {"modelfile": modelfile,
             "parameters": params, "template": "", "details": details(info),
             "model_info": {"general.architecture": family, "general.basename": info.name},
-            "capabilities": ["completion"], "modified_at": _modified(info)}
+            "capabilities": ["embedding" if info.type == "embedding" else "completion"],
+            "modified_at": _modified(info)}
 
 
 def running(info: ModelInfo, expires: float) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
+from local_api.openai import embeddings as openai_embeddings
 from local_api.openai import errors as openai_errors
 from local_api.openai import shapes
 from local_api.validation import json_body
@@ -30,6 +31,7 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 openai_errors.register(bp)
+bp.register_blueprint(openai_embeddings.bp)
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -47,6 +49,8 @@ def _model_entries() -> list[dict[str, Any]]:
             "created": created,
             "owned_by": "compute-bridge",
         }
+        if info.type == "embedding":  # not OpenAI's fields: what a client needs to pick one
+            out[info.id].update(type=info.type, dimensions=info.dimensions, pooling=info.pooling)
     for backend in c.router.backends():
         for model_id in backend.get("models") or []:
             out.setdefault(

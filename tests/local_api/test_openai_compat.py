@@ -223,7 +223,8 @@ def test_wire_errors_and_sse_format(http: httpx.Client, key: str, fake: FakeBack
     missing = http.post("/v1/chat/completions", headers=headers, json={"model": DEFAULT_MODEL_ID})
     assert missing.status_code == 400 and "messages" in missing.json()["error"]["message"]
     assert http.get("/v1/chat/completions", headers=headers).status_code == 405
-    nowhere = http.get("/v1/embeddings", headers=headers)
+    assert http.get("/v1/embeddings", headers=headers).status_code == 405
+    nowhere = http.get("/v1/audio/speech", headers=headers)
     assert nowhere.status_code == 404 and nowhere.json()["error"]["type"] == "invalid_request_error"
     anonymous = http.get("/v1/models")
     assert anonymous.status_code == 401
