@@ -45,6 +45,9 @@ class GenerateRequest:
     # The sampling parameters (bridge.params.DEFAULTABLE) the client left out: the pipeline
     # fills them from the model's catalog defaults, then clears this (a worker gets ()).
     defaulted: tuple[str, ...] = ()
+    # Log-probabilities of the generated tokens: None off, else how many most likely
+    # alternatives each token lists beside it (0-20, OpenAI's top_logprobs).
+    logprobs: int | None = None
 
     @property
     def deterministic(self) -> bool:
@@ -54,6 +57,9 @@ class GenerateRequest:
 @dataclass(frozen=True)
 class Token:
     text: str
+    # With GenerateRequest.logprobs: the tokens decoded since the last Token event, each
+    # {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]} (OpenAI's shape).
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -197,17 +197,15 @@ class LocalBackend:
         if info.status != "ready" or info.path is None:
             raise BackendUnavailable(f"Model {model_id!r} is {info.status}, not ready to load")
         path = info.path
-        engine: Engine = self._load_checked(
+        return self._load_checked(  # type: ignore[no-any-return]
             model_id, True, lambda: EmbeddingEngine(path, device, model_id))
-        return engine
 
     def embed(self, request: EmbedRequest) -> Embeddings:
         """One vector per input (the model loads on first use); ModelTypeMismatch for a model
         that only generates, ContextLengthExceeded for a long input with truncate False."""
         if self.store.has(request.model) and self.store.get(request.model).type != "embedding":
-            raise ModelTypeMismatch(
-                f"Model {request.model!r} generates text and does not embed; use an embedding "
-                f"model such as {EMBEDDING_MODEL_ID!r}", details={"model": request.model})
+            raise ModelTypeMismatch(f"Model {request.model!r} generates text and does not embed",
+                                    details={"model": request.model})  # fmt: skip
         slot = self._slot(request.model)
         try:
             vectors, tokens = slot.engine.embed(list(request.inputs), request.truncate)  # type: ignore[attr-defined]
@@ -305,6 +303,10 @@ class LocalBackend:
             slot = self._slot(request.model)
             sent = False
             try:
+                if request.logprobs is not None and slot.engine.name != "llama.cpp":
+                    raise NotSupported(
+                        f"logprobs come from the llama.cpp engine; {request.model!r} is served "
+                        f"by the {slot.engine.name} engine, which does not return them")
                 for event in stream(slot.engine, request, *encode(slot.engine, request)):
                     sent = True
                     yield event

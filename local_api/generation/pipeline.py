@@ -50,6 +50,7 @@ class Job:
     hit: tuple[dict[str, Any], int] | None = None
     started: float = field(default_factory=time.perf_counter)
     parts: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
     switches: list[dict[str, str]] = field(default_factory=list)
     answer: dict[str, Any] | None = None
 
@@ -130,6 +131,7 @@ def _events(job: Job) -> Iterator[Event]:
         observe(event)
         if isinstance(event, Token):
             job.parts.append(event.text)
+            job.logprobs.extend(event.logprobs)
         elif isinstance(event, BackendSwitched):
             job.switches.append(
                 {"from": event.from_backend, "to": event.to_backend, "reason": event.reason}
@@ -196,6 +198,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
     }
     if done.engine:
         answer["engine"] = done.engine
+    if job.request.logprobs is not None:
+        answer["logprobs"] = job.logprobs
     if done.truncated_prompt:
         answer["prompt_truncated"] = True
     if job.switches:

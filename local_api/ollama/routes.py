@@ -98,7 +98,10 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
     name = body["model"]  # Ollama echoes the name as the client spelled it
     if body.get("stream") is False:
         answer = pipeline.complete(job)
-        response = _json(shapes.final(answer, name, chat=chat, text=answer["text"]))
+        final = shapes.final(answer, name, chat=chat, text=answer["text"])
+        if "logprobs" in answer:  # Ollama's shape: [{token, logprob, bytes, top_logprobs}]
+            final["logprobs"] = answer["logprobs"]
+        response = _json(final)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     else:
         response = _stream(job, name, chat=chat)
@@ -111,7 +114,10 @@ def _stream(job: pipeline.Job, name: str, *, chat: bool) -> Response:
 
     def encode(event: Event) -> Iterator[str]:
         if isinstance(event, Token) and event.text:
-            yield _line(shapes.chunk(name, event.text, chat=chat))
+            line = shapes.chunk(name, event.text, chat=chat)
+            if job.request.logprobs is not None:
+                line["logprobs"] = list(event.logprobs)
+            yield _line(line)
         elif isinstance(event, Done):
             assert job.answer is not None
             yield _line(shapes.final(job.answer, name, chat=chat))

@@ -45,6 +45,8 @@ _common: dict[str, Any] = {
     "truncate": {"type": ["boolean", "null"]},
     "format": {"type": ["string", "object", "null"]},
     "think": {"type": ["boolean", "string", "null"]},
+    "logprobs": {"type": ["boolean", "null"]},  # Ollama 0.12: per-token log-probabilities
+    "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
 }
 _message = {
     "type": "object",
@@ -170,6 +172,7 @@ def build_request(body: dict[str, Any], model: str, limit: int, *,
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
         defaulted=params.omitted(o, {"repetition_penalty": "repeat_penalty"}),
+        logprobs=int(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
     )
 
 

@@ -23,7 +23,7 @@ from local_api.generation import pipeline
 from local_api.generation.compute import compute
 from local_api.openai import embeddings as openai_embeddings
 from local_api.openai import errors as openai_errors
-from local_api.openai import shapes
+from local_api.openai import logprobs, shapes
 from local_api.validation import json_body
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -107,9 +107,10 @@ def _answer(body: dict[str, Any], *, chat: bool) -> Response:
         response = _stream(job, chat=chat, include_usage=include_usage)
     else:
         answer = pipeline.complete(job)
-        response = _json(
-            shapes.completion(answer, chat=chat, id_=shapes.new_id(chat), created=shapes.now())
-        )
+        data = shapes.completion(answer, chat=chat, id_=shapes.new_id(chat), created=shapes.now())
+        if "logprobs" in answer:
+            data["choices"][0]["logprobs"] = logprobs.shape(answer["logprobs"], chat=chat)
+        response = _json(data)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     response.headers["X-Cache"] = job.cache_status
     if ignored:
@@ -132,9 +133,17 @@ def _stream(job: pipeline.Job, *, chat: bool, include_usage: bool) -> Response:
             data["usage"] = None
         return data
 
+    offset = 0  # where the next token's text starts (legacy completions' text_offset)
+
     def encode(event: Event) -> Iterator[str]:
+        nonlocal offset
         if isinstance(event, Token) and event.text:
-            yield _sse(piece(text=event.text))
+            data = piece(text=event.text)
+            if job.request.logprobs is not None:
+                entries = list(event.logprobs)
+                data["choices"][0]["logprobs"] = logprobs.shape(entries, chat=chat, offset=offset)
+                offset += sum(len(e["token"]) for e in entries)
+            yield _sse(data)
         elif isinstance(event, BackendSwitched):  # an SSE comment: clients skip it
             yield f": backend switched from {event.from_backend} to {event.to_backend}\n\n"
         elif isinstance(event, Done):

@@ -9,6 +9,7 @@ from typing import Any
 
 from bridge import errors, params
 from bridge.types import GenerateRequest, Message
+from local_api.openai import logprobs
 from local_api.openai.errors import param_name
 from local_api.validation import check
 
@@ -37,6 +38,8 @@ USED = frozenset(
         "frequency_penalty",
         "presence_penalty",
         "truncate",
+        "logprobs",
+        "top_logprobs",
     }
 )
 
@@ -163,8 +166,6 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
     """The chat messages as bridge Messages (developer is the newer name of system)."""
     if body.get("tools") or body.get("functions"):
         raise _refuse("Tool and function calling are not supported", "tools")
-    if body.get("logprobs"):
-        raise _refuse("logprobs are not supported", "logprobs")
     kind = (body.get("response_format") or {}).get("type", "text")
     if kind != "text":
         raise _refuse(f"response_format {kind!r} is not supported (only 'text')", "response_format")
@@ -181,7 +182,7 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
 
 def prompt_of(body: dict[str, Any]) -> str:
     """The one prompt of a completions request."""
-    for name in ("echo", "suffix", "logprobs"):
+    for name in ("echo", "suffix"):
         if body.get(name):
             raise _refuse(f"{name} is not supported", name)
     prompt = body["prompt"]
@@ -220,6 +221,7 @@ def build_request(
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
         defaulted=params.omitted(body, {"repetition_penalty": None}),  # not OpenAI's
+        logprobs=logprobs.requested(body, chat=bool(messages)),
     )
 
 

@@ -31,6 +31,17 @@ from bridge.types import GenerateRequest
 REPEAT_LAST_N = 64  # llama.cpp's default penalty window (common/common.h penalty_last_n)
 
 
+def log_probs(entries: Any, top: int) -> list[dict[str, Any]]:
+    """llama-server's ``completion_probabilities`` (tools/server: ``id, token, bytes, logprob,
+    top_logprobs``) in OpenAI's shape, ``top`` alternatives each (the server sends at least 1)."""
+    def one(e: dict[str, Any]) -> dict[str, Any]:
+        return {"token": str(e.get("token", "")), "logprob": float(e.get("logprob", 0.0)),
+                "bytes": list(e.get("bytes") or [])}  # fmt: skip
+
+    return [{**one(e), "top_logprobs": [one(t) for t in (e.get("top_logprobs") or [])[:top]]}
+            for e in entries if isinstance(e, dict)]  # fmt: skip
+
+
 class LlamaCppEngine:
     """One GGUF model in a llama-server subprocess (see llama_server.py)."""
 
@@ -88,6 +99,10 @@ class LlamaCppEngine:
             "typical_p": 1.0, "repeat_penalty": float(r.repetition_penalty),
             "repeat_last_n": REPEAT_LAST_N, "frequency_penalty": float(r.frequency_penalty),
             "presence_penalty": float(r.presence_penalty), "seed": int(seed) if sample else 0,
+            # the server's per-token probabilities (completion_probabilities), as log-probs
+            # of the distribution before sampling (post_sampling_probs false)
+            **({"n_probs": max(1, r.logprobs), "post_sampling_probs": False}
+               if r.logprobs is not None else {}),
         }  # fmt: skip
 
     def submit(self, request: GenerateRequest, ids: list[int], box: queue.Queue[Any]) -> Cancel:
@@ -99,7 +114,7 @@ class LlamaCppEngine:
 
         def run() -> None:
             try:
-                self._stream(self.body(request, ids), box, cancelled, held)
+                self._stream(self.body(request, ids), box, cancelled, held, request.logprobs)
                 box.put(None)
             except Exception as exc:  # raised in the consumer, unless it went away
                 if not cancelled.is_set():
@@ -118,8 +133,9 @@ class LlamaCppEngine:
         return cancel
 
     def _stream(self, body: dict[str, Any], box: queue.Queue[Any], cancelled: threading.Event,
-                held: list[httpx.Response]) -> None:  # fmt: skip
+                held: list[httpx.Response], top: int | None = None) -> None:  # fmt: skip
         text, count = "", 0
+        probs: list[dict[str, Any]] = []
         with self.server.client.stream("POST", "/completion", json=body) as response:
             held.append(response)
             if response.status_code != 200:
@@ -134,10 +150,13 @@ class LlamaCppEngine:
                 if "error" in chunk:
                     raise BackendUnavailable(f"llama-server: {chunk['error']}"[:400])
                 text += chunk.get("content", "")
+                if top is not None:
+                    probs.extend(log_probs(chunk.get("completion_probabilities") or (), top))
                 count += len(chunk.get("tokens") or ())
                 eos = chunk.get("stop_type") == "eos"
                 count = max(count, int(chunk.get("tokens_predicted", 0)) - eos)
-                box.put(Piece(count, text, eos=eos, final=bool(chunk.get("stop"))))
+                box.put(Piece(count, text, eos=eos, final=bool(chunk.get("stop")),
+                              probs=tuple(probs)))
                 if chunk.get("stop"):
                     return
         if not cancelled.is_set():
