@@ -44,6 +44,7 @@ USED = frozenset(
 )
 
 _count = {"type": ["integer", "null"], "minimum": 1}
+MAX_CHOICES = 8  # n, at most (choices.py)
 _stop = {"type": "string", "minLength": 1, "maxLength": 64}
 _COMMON: dict[str, Any] = {
     "model": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
@@ -134,8 +135,9 @@ def validate(body: dict[str, Any], schema: dict[str, Any]) -> None:
         if field and param and message.startswith(f"{field}: "):
             message = f"{param}: {message[len(field) + 2 :]}"
         raise errors.ValidationError(message, details={**exc.details, "field": param}) from None
-    if body.get("n") not in (None, 1):
-        raise _refuse("n must be 1: this server returns one choice per request", "n")
+    if (body.get("n") or 1) > MAX_CHOICES:  # local_api/openai/choices.py
+        raise _refuse(f"n must be at most {MAX_CHOICES}: each choice is a whole generation "
+                      "here", "n")
     if body.get("best_of") not in (None, 1):
         raise _refuse("best_of must be 1", "best_of")
 

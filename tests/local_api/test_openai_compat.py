@@ -198,7 +198,7 @@ def test_unknown_model_is_not_found(oai: openai.OpenAI, fake: FakeBackend) -> No
         ),
         ({"temperature": "hot"}, "temperature"),
         ({"temperature": 3}, "temperature"),
-        ({"n": 2}, "n"),
+        ({"n": 9}, "n"),
         ({"max_tokens": 10**9}, "max_tokens"),
         ({"stop": ["a"] * 5}, "stop"),
         ({"seed": "x"}, "seed"),
