@@ -6,7 +6,7 @@
 Credentials: an API key (``api_key=`` or ``$BRIDGE_API_KEY``), or a username and password
 (logged in on first use; the access token is refreshed, or the login redone, when the
 service answers 401). Resources: ``auth``, ``user``, ``models``, ``chat``, ``embeddings``,
-``conversations``, ``system``, ``colab``, ``db``, ``admin``; ``generate`` is FT's shape.
+``tokens``, ``conversations``, ``system``, ``colab``, ``db``, ``admin``; ``generate`` is FT's shape.
 
 Every failure raises one tree, the service's own (``bridge.errors``), keyed by the
 envelope's ``code``::
@@ -44,6 +44,7 @@ from bridge.sdk.resources import (
     parameters_of,
 )
 from bridge.sdk.stream import ChatStream, error_from_response
+from bridge.sdk.tokens import Tokens
 from bridge.sdk.types import Generation
 
 USER_AGENT = "compute-bridge-sdk/0.1"
@@ -100,6 +101,7 @@ class Client:
         self.models = Models(self)
         self.chat = Chat(self)
         self.embeddings = Embeddings(self)
+        self.tokens = Tokens(self)
         self.conversations = Conversations(self)
         self.system = System(self)
         self.colab = Colab(self)

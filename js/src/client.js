@@ -21,6 +21,7 @@ import {
 } from "./resources.js";
 import { Embeddings } from "./embeddings.js";
 import { openSocket } from "./socket.js";
+import { Tokens } from "./tokens.js";
 import { ChatStream } from "./stream.js";
 
 export const VERSION = "0.1.0";
@@ -140,6 +141,7 @@ export class Client {
     this.models = new Models(this);
     this.chat = new Chat(this);
     this.embeddings = new Embeddings(this);
+    this.tokens = new Tokens(this);
     this.conversations = new Conversations(this);
     this.system = new System(this);
     this.colab = new Colab(this);

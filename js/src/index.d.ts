@@ -400,6 +400,21 @@ export declare class Embeddings {
   }): Promise<EmbeddingResult>;
 }
 
+/** `client.tokens.tokenize(...)`: token ids, their count and the model's context. */
+export interface Tokenized extends Answer {
+  model: string;
+  tokens: number[];
+  count: number;
+  context: number;
+}
+
+export declare class Tokens {
+  tokenize(text?: string, options?: {
+    model?: string; messages?: { role: string; content: string }[]; signal?: AbortSignal;
+  }): Promise<Tokenized>;
+  detokenize(tokens: number[], options?: { model?: string; signal?: AbortSignal }): Promise<string>;
+}
+
 export declare class Conversations {
   list(options?: { limit?: number; offset?: number }): Promise<Conversation[]>;
   get(conversationId: string): Promise<Conversation>;
@@ -503,6 +518,7 @@ export declare class Client {
   readonly models: Models;
   readonly chat: Chat;
   readonly embeddings: Embeddings;
+  readonly tokens: Tokens;
   readonly conversations: Conversations;
   readonly system: System;
   readonly colab: Colab;

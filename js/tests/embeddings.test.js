@@ -36,6 +36,16 @@ describe("embeddings", () => {
     assert.equal(one.embeddings.length, 1);
   });
 
+  test("tokens: ids, count, context; detokenize gives the text back", async () => {
+    const counted = await client.tokens.tokenize("Hello world");
+    assert.equal(counted.model, DEFAULT_MODEL);
+    assert.equal(counted.count, 2);
+    assert.ok(counted.context >= 2048);
+    assert.equal(await client.tokens.detokenize(counted.tokens), "Hello world");
+    const chat = await client.tokens.tokenize(undefined, { messages: [{ role: "user", content: "Hello world" }] });
+    assert.ok(chat.count > counted.count);
+  });
+
   test("a chat model does not embed; a size the model cannot give is refused", async () => {
     await assert.rejects(client.embeddings.create("x", { model: DEFAULT_MODEL }),
       (exc) => exc instanceof ModelTypeMismatch && exc instanceof ValidationError

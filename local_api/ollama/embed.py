@@ -21,7 +21,7 @@ from bridge.embeddings import EmbedRequest
 from local_api.accounts.identity import login_required
 from local_api.docs import spec
 from local_api.generation import embeddings
-from local_api.ollama import shapes
+from local_api.ollama import keep_alive, shapes
 from local_api.validation import json_body
 
 bp = Blueprint("ollama_embed", __name__, url_prefix="/api")
@@ -33,10 +33,13 @@ def _json(data: dict[str, Any]) -> Response:
 
 def _run(body: dict[str, Any], texts: tuple[str, ...]) -> dict[str, Any]:
     model = shapes.model_id(body["model"])
+    keep_alive.seconds(body.get("keep_alive"))
     try:
-        return embeddings.embed(
+        answer = embeddings.embed(
             EmbedRequest(model, texts, body.get("dimensions"), body.get("truncate", True)),
             names={"dimensions": "dimensions"})  # fmt: skip
+        keep_alive.apply(model, body.get("keep_alive"))
+        return answer
     except errors.ModelTypeMismatch as exc:
         raise errors.ModelTypeMismatch(f'"{body["model"]}" does not support embeddings',
                                        details={"field": "model"}) from exc  # fmt: skip

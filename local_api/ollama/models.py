@@ -35,6 +35,7 @@ from local_api.validation import json_body
 
 bp = Blueprint("ollama_models", __name__, url_prefix="/api")
 POLL = 0.1  # seconds between two looks at a followed download
+FOREVER = 292 * 365 * 86400  # Ollama's "forever" is Go's largest Duration, ~292 years
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -84,7 +85,10 @@ def ps() -> Response:
     out = []
     for model in loaded:
         info = c.store.get(model) if c.store.has(model) else _bare(model)
-        out.append(shapes.running(info, (info.last_used or time.time()) + keep))
+        expires = (info.last_used or time.time()) + keep
+        if hasattr(c.local, "expires_at"):  # a request's keep_alive; None: kept until unloaded
+            expires = c.local.expires_at(model) or time.time() + FOREVER
+        out.append(shapes.running(info, expires))
     return _json({"models": out})
 
 

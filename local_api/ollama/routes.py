@@ -25,7 +25,7 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
-from local_api.ollama import embed, models, shapes
+from local_api.ollama import embed, keep_alive, models, shapes
 from local_api.ollama import errors as ollama_errors
 from local_api.validation import json_body
 
@@ -87,6 +87,7 @@ def _load(body: dict[str, Any], *, chat: bool) -> Response:
         return _json(shapes.loaded(body["model"], "unload", chat=chat))
     if local is not None and model not in local.loaded_models():
         local.load(model)
+    keep_alive.apply(model, body.get("keep_alive"))
     return _json(shapes.loaded(body["model"], "load", chat=chat))
 
 
@@ -94,22 +95,24 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
             chat: bool) -> Response:
     who = current_identity()
     assert who is not None
+    keep_alive.seconds(body.get("keep_alive"))  # a bad duration: 400 before any byte
     job = pipeline.start(who, request_, prompt=prompt, names=shapes.NAMES)
     name = body["model"]  # Ollama echoes the name as the client spelled it
     if body.get("stream") is False:
         answer = pipeline.complete(job)
+        keep_alive.apply(request_.model, body.get("keep_alive"))
         final = shapes.final(answer, name, chat=chat, text=answer["text"])
         if "logprobs" in answer:  # Ollama's shape: [{token, logprob, bytes, top_logprobs}]
             final["logprobs"] = answer["logprobs"]
         response = _json(final)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     else:
-        response = _stream(job, name, chat=chat)
+        response = _stream(job, name, chat=chat, keep=body.get("keep_alive"))
     response.headers["X-Cache"] = job.cache_status
     return response
 
 
-def _stream(job: pipeline.Job, name: str, *, chat: bool) -> Response:
+def _stream(job: pipeline.Job, name: str, *, chat: bool, keep: Any = None) -> Response:
     stream = pipeline.open_stream(job)  # errors before any byte get a real status
 
     def encode(event: Event) -> Iterator[str]:
@@ -120,6 +123,7 @@ def _stream(job: pipeline.Job, name: str, *, chat: bool) -> Response:
             yield _line(line)
         elif isinstance(event, Done):
             assert job.answer is not None
+            keep_alive.apply(job.request.model, keep)
             yield _line(shapes.final(job.answer, name, chat=chat))
 
     def encode_error(exc: errors.BridgeError) -> str:

@@ -3,7 +3,8 @@
 Read from Ollama's API (``api/types.go``) and its Python client (``ollama._types``):
 ``options`` carry the sampling parameters (``num_predict`` is the token budget,
 ``repeat_penalty`` the multiplicative penalty; ``num_ctx`` and the other load-time options
-are accepted and ignored: the context is the model's), ``keep_alive`` is accepted, and
+are accepted and ignored: the context is the model's), ``keep_alive`` is honoured
+(keep_alive.py), and
 ``truncate: true`` opts into dropping the oldest turns when the prompt does not fit (off by
 default here, where Ollama turns it on: this service never cuts a prompt unasked).
 Model names may carry Ollama's default tag (``smollm2-135m-instruct:latest``).

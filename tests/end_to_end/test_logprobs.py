@@ -136,3 +136,28 @@ def test_ollama_logprobs(live_server: LiveServer, bearer: dict[str, str]) -> Non
     streamed = [e for piece in pieces for e in (piece.logprobs or [])]
     assert "".join(e.token for e in streamed) == "".join(p.response for p in pieces)
     assert all(e.top_logprobs == [] for e in streamed)
+
+
+def test_tokenize_counts_against_the_context(live_server: LiveServer,
+                                             bearer: dict[str, str]) -> None:  # fmt: skip
+    """The native tokenize route and the SDK: ids, count, context; messages with the template;
+    detokenize gives the text back."""
+    from bridge.errors import ModelNotFound, ValidationError
+    from bridge.sdk.client import Client
+
+    token = bearer["Authorization"].removeprefix("Bearer ")
+    with Client(live_server.url, access_token=token) as client:
+        plain = client.tokens.tokenize("Hello world", model=DEFAULT_MODEL_ID)
+        chat = client.tokens.tokenize(messages=[{"role": "user", "content": "Hello world"}])
+        text = client.tokens.detokenize(plain.tokens, model=DEFAULT_MODEL_ID)
+        with pytest.raises(ValidationError, match="send text or messages"):
+            client.tokens.tokenize()
+        with pytest.raises(ModelNotFound):
+            client.tokens.tokenize("x", model="nope")
+    assert (plain.count, len(plain.tokens), plain.model) == (2, 2, DEFAULT_MODEL_ID)
+    assert plain.context >= 2048 and text == "Hello world"
+    assert chat.count > plain.count  # the chat template's own tokens
+    answer = httpx.post(f"{live_server.url}/v1/chat/completions", headers=bearer, json={
+        "model": DEFAULT_MODEL_ID, "max_tokens": 1,
+        "messages": [{"role": "user", "content": "Hello world"}]}).json()
+    assert answer["usage"]["prompt_tokens"] == chat.count  # what the request then takes

@@ -68,6 +68,7 @@ class Loaded:
     engine: Engine
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    keep_alive: float | None = None  # idle seconds before it unloads (None: the backend's)
 
 
 def gguf_in(path: Path) -> Path | None:
