@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from bridge import params
-from bridge.errors import NotSupported, ValidationError
+from bridge.errors import BridgeError, NotSupported, ValidationError
 from local_api.accounts.identity import login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
@@ -34,7 +34,8 @@ TOKENIZE = obj({"model": pipeline.MODEL_ID,
                              "maxItems": 1000}})  # fmt: skip
 DETOKENIZE = obj({"model": pipeline.MODEL_ID,
                   "tokens": {"type": "array", "maxItems": 100_000,
-                             "items": {"type": "integer", "minimum": 0}}},
+                             "items": {"type": "integer", "minimum": 0,
+                                       "maximum": 2**31 - 1}}},
                  ("tokens",))  # fmt: skip
 
 
@@ -67,4 +68,12 @@ def tokenize() -> ResponseReturnValue:
 def detokenize() -> ResponseReturnValue:
     body = json_body(DETOKENIZE)
     local, model = _local(body)
-    return jsonify({"model": model, "text": local.detokenize(model, body["tokens"])})
+    ids = [int(i) for i in body["tokens"]]  # JSON Schema takes 1.0 for an integer
+    try:
+        text = local.detokenize(model, ids)
+    except BridgeError:
+        raise
+    except Exception as exc:  # an id outside the vocabulary: each engine fails its own way
+        raise ValidationError(f"tokens: not ids of {model!r}'s vocabulary",
+                              details={"field": "tokens"}) from exc
+    return jsonify({"model": model, "text": text})

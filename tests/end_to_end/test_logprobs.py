@@ -154,6 +154,9 @@ def test_tokenize_counts_against_the_context(live_server: LiveServer,
             client.tokens.tokenize()
         with pytest.raises(ModelNotFound):
             client.tokens.tokenize("x", model="nope")
+        with pytest.raises(ValidationError, match="vocabulary"):
+            client.tokens.detokenize([2**31 - 1], model=DEFAULT_MODEL_ID)
+        assert client.tokens.tokenize("Hello world").count == 2  # the engine is still there
     assert (plain.count, len(plain.tokens), plain.model) == (2, 2, DEFAULT_MODEL_ID)
     assert plain.context >= 2048 and text == "Hello world"
     assert chat.count > plain.count  # the chat template's own tokens

@@ -134,6 +134,15 @@ class LocalFake(FakeBackend):
     def loaded_models(self) -> list[str]:
         return sorted(self.in_memory)
 
+    def tokenize(self, model_id: str, text: str = "",
+                 messages: list[dict[str, str]] | None = None) -> tuple[list[int], int]:
+        """Stand-in ids: one per word (its length), a context of 2048."""
+        words = (text or " ".join(m["content"] for m in messages or [])).split()
+        return [len(w) for w in words], 2048
+
+    def detokenize(self, model_id: str, ids: list[int]) -> str:
+        return " ".join("x" * min(i, 8) for i in ids)
+
     def embed(self, request: EmbedRequest) -> Embeddings:
         """Deterministic stand-in vectors: [characters, words, 1.0] per input, normalized."""
         if self.fail is not None:

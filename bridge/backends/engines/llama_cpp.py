@@ -25,7 +25,7 @@ import httpx
 
 from bridge.backends.engines import Cancel, Piece
 from bridge.backends.engines.llama_server import LlamaServer, Plan
-from bridge.errors import BackendUnavailable
+from bridge.errors import BackendUnavailable, ValidationError
 from bridge.types import GenerateRequest
 
 REPEAT_LAST_N = 64  # llama.cpp's default penalty window (common/common.h penalty_last_n)
@@ -82,7 +82,13 @@ class LlamaCppEngine:
         return [int(t) for t in self.server.post("/tokenize", body)["tokens"]]
 
     def detokenize(self, ids: list[int]) -> str:
-        return str(self.server.post("/detokenize", {"tokens": ids})["content"])
+        try:
+            return str(self.server.post("/detokenize", {"tokens": ids})["content"])
+        except BackendUnavailable as exc:  # the server answers 500 for an id past its vocab
+            if not self.alive():
+                raise
+            raise ValidationError("tokens: not ids of this model's vocabulary",
+                                  details={"field": "tokens"}) from exc  # fmt: skip
 
     def template(self, messages: list[dict[str, str]]) -> str:
         """The model's own chat template (its GGUF's Jinja, rendered by the server)."""
