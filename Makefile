@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 
 include js/js.mk
 
-.PHONY: install run test lint bench fuzz clean model servers browser-tests browser-deps llama-server
+.PHONY: install run test lint bench fuzz clean model servers browser-tests browser-deps llama-server docs
 
 install: $(STAMP)
 
@@ -62,6 +62,12 @@ model: $(STAMP)
 run: $(STAMP)
 	$(BIN)/bridge serve --host $(HOST) --port $(PORT)
 
+# The documentation site (MkDocs Material) into site/; --strict fails on any warning (a broken
+# link, a page left out of the nav). The reference pages are generated from the code
+# (scripts/gen_reference.py). `make test` builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+
 test: $(STAMP) servers browser-deps js-install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory js-test
@@ -94,4 +100,4 @@ fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),50) $(BIN)/python -m tests.support.fuzzing
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

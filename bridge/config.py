@@ -78,6 +78,13 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     cors_origins: str = ""
+    # Host names served besides IP literals, localhost and this machine's name (DNS rebinding);
+    # "*" serves any Host (behind a proxy that checks it)
+    allowed_hosts: str = ""
+    ws_max_per_user: int = 4  # concurrent /ws sockets of one account (429 past it)
+    ws_max_sockets: int = 0  # concurrent /ws sockets of one process; 0: half of --threads
+    ws_idle_timeout: int = 300  # seconds a socket may stay without a frame from its client
+    header_timeout: float = 10.0  # seconds a client has to send its request head (slowloris)
     proxy_fix: int = 0
     secret_key: str = ""  # encrypts secrets at rest; generated into home/secret.key when empty
     jwt_secret: str = ""  # signs JWTs; generated into home/jwt_secret when empty
@@ -111,6 +118,11 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'bridge.db'}"
+
+    @property
+    def ws_socket_cap(self) -> int:
+        """Sockets one process holds at most: each pins a thread, half stay for plain HTTP."""
+        return self.ws_max_sockets or max(1, self.threads // 2)
 
     @property
     def ratelimit_storage(self) -> str:

@@ -9,6 +9,7 @@
     ├── MethodNotAllowed             405 METHOD_NOT_ALLOWED
     ├── Conflict                     409 CONFLICT
     ├── PayloadTooLarge              413 PAYLOAD_TOO_LARGE
+    ├── UnsupportedMediaType         415 UNSUPPORTED_MEDIA_TYPE (a body not declared JSON)
     ├── InvalidModel                 422 INVALID_MODEL (a model file its engine cannot load)
     ├── RateLimitExceeded            429 RATE_LIMIT_EXCEEDED
     ├── NotSupported                 501 NOT_SUPPORTED
@@ -98,6 +99,10 @@ class Conflict(BridgeError):
 
 class PayloadTooLarge(BridgeError):
     status, code, default_message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
+
+
+class UnsupportedMediaType(BridgeError):
+    status, code, default_message = 415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as JSON"
 
 
 class InvalidModel(BridgeError):

@@ -50,12 +50,17 @@ def run_gunicorn(
     workers: int = 1,
     threads: int = 32,
     graceful_timeout: int = 30,
+    header_timeout: float = 10.0,
     certfile: str = "",
     keyfile: str = "",
     on_ready: Callable[[int], None] = lambda _port: None,
     on_worker_exit: Callable[[Any], None] = lambda _app: None,
 ) -> None:
-    """Serve ``factory()`` on gunicorn with threaded workers (``gthread``) until stopped.
+    """Serve ``factory()`` on gunicorn with threaded workers until stopped.
+
+    The worker class is gunicorn's ``gthread`` with request heads read in its event loop
+    (bridge.http_worker): a client gets ``header_timeout`` seconds to send a head and holds
+    no thread meanwhile, so slow or half-open connections cannot take the threads.
 
     Each worker process builds its own app after the fork (threads, pools and models are not
     fork-safe). SIGTERM is graceful: workers stop accepting, running requests and streams get
@@ -66,6 +71,10 @@ def run_gunicorn(
     import multiprocessing
 
     from gunicorn.app.base import BaseApplication
+
+    from bridge.http_worker import HeadBufferingWorker
+
+    worker_class = type("BridgeWorker", (HeadBufferingWorker,), {"header_timeout": header_timeout})
 
     built: list[Any] = []
     announced = multiprocessing.get_context("fork").Value("b", 0)  # shared by the workers
@@ -84,7 +93,7 @@ def run_gunicorn(
     options: dict[str, Any] = {
         "bind": [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"],
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": worker_class,
         "threads": threads,
         "graceful_timeout": graceful_timeout,
         "keepalive": 5,  # seconds an idle client connection is kept (HTTP/1.1)

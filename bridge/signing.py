@@ -2,15 +2,19 @@
 
 Canonical string (lines joined by ``\\n``)::
 
-    bridge-hmac-v1
+    bridge-hmac-v2
     <METHOD upper-case>
     <path with query, as sent, e.g. /generate?x=1>
     <timestamp: integer unix seconds>
     <nonce>
+    <key id: the X-Bridge-Key-Id header, empty when none is sent>
     <sha256 hex of the body>
 
 Headers: ``X-Bridge-Timestamp``, ``X-Bridge-Nonce``, ``X-Bridge-Signature`` (hex HMAC) and,
-optionally, ``X-Bridge-Key-Id`` (which secret the verifier should look up).
+optionally, ``X-Bridge-Key-Id`` (which secret the verifier should look up). v2 signs the key
+id, the one header that selects a key. The verifier still accepts v1 (the same lines without
+the key id) from older clients; a replay with another key id fails either way, because nonces
+are remembered per *secret*, not per key-id header.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from urllib.parse import quote
 
 from bridge.errors import RateLimitExceeded, Unauthorized
 
-SCHEME = "bridge-hmac-v1"
+SCHEME = "bridge-hmac-v2"
+SCHEME_V1 = "bridge-hmac-v1"  # accepted from older clients: signs no key id
 TIMESTAMP_HEADER = "X-Bridge-Timestamp"
 NONCE_HEADER = "X-Bridge-Nonce"
 SIGNATURE_HEADER = "X-Bridge-Signature"
@@ -48,10 +53,14 @@ def _key(secret: str | bytes) -> bytes:
     return secret.encode("utf-8") if isinstance(secret, str) else secret
 
 
-def canonical_string(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
-    """The exact bytes that are signed."""
+def canonical_string(method: str, path: str, timestamp: str, nonce: str, body: bytes,
+                     key_id: str | None = None, *, scheme: str = SCHEME) -> bytes:
+    """The exact bytes that are signed (``scheme`` v1 leaves the key id out)."""
     digest = hashlib.sha256(body).hexdigest()
-    return "\n".join([SCHEME, method.upper(), path, timestamp, nonce, digest]).encode("utf-8")
+    lines = [scheme, method.upper(), path, timestamp, nonce]
+    if scheme != SCHEME_V1:
+        lines.append(key_id or "")
+    return "\n".join([*lines, digest]).encode("utf-8")
 
 
 def signature(secret: str | bytes, message: bytes) -> str:
@@ -75,11 +84,17 @@ def sign(
     headers = {
         TIMESTAMP_HEADER: ts,
         NONCE_HEADER: nonce,
-        SIGNATURE_HEADER: signature(secret, canonical_string(method, path, ts, nonce, body)),
+        SIGNATURE_HEADER: signature(
+            secret, canonical_string(method, path, ts, nonce, body, key_id)),
     }
     if key_id is not None:
         headers[KEY_ID_HEADER] = key_id
     return headers
+
+
+def key_fingerprint(secret: str | bytes) -> str:
+    """A stable, non-secret name of a signing secret (the namespace of its nonces)."""
+    return hmac.new(_key(secret), b"bridge-nonce-namespace", hashlib.sha256).hexdigest()[:32]
 
 
 def path_from_environ(environ: Mapping[str, Any]) -> str:
@@ -138,12 +153,18 @@ class Verifier:
         if not _NONCE_RE.match(nonce):
             raise Unauthorized("Malformed request nonce")
         secret = self._lookup(key_id)
-        expected = signature(secret or b"", canonical_string(method, path, ts, nonce, body))
-        # compare_digest on every path so a missing key costs the same time as a wrong one
-        valid = hmac.compare_digest(expected.encode("ascii"), sig.encode("ascii", "replace"))
+        presented = sig.encode("ascii", "replace")
+        valid = False
+        for scheme in (SCHEME, SCHEME_V1):
+            message = canonical_string(method, path, ts, nonce, body, key_id, scheme=scheme)
+            expected = signature(secret or b"", message).encode("ascii")
+            # compare_digest on every path so a missing key costs the same time as a wrong one
+            valid = hmac.compare_digest(expected, presented) or valid
         if secret is None or not valid:
             raise Unauthorized("Invalid request signature")
-        self._remember(key_id or "", nonce, int(ts) + self.max_skew, now)
+        # Nonces belong to the secret that verified them: another key-id header naming the
+        # same secret (a worker has one secret whatever the header says) is the same key.
+        self._remember(key_fingerprint(secret), nonce, int(ts) + self.max_skew, now)
         return key_id
 
     def _remember(self, key: str, nonce: str, expires: float, now: float) -> None:

@@ -4,9 +4,10 @@
 # (googlecolab/google-colab-cli) and the VS Code extension (googlecolab/colab-vscode), not a
 # published contract, and may change without notice. Errors map onto bridge.errors: 401
 # Unauthorized, 403 Forbidden, 412 ColabTooManyAssignments, 503 on assign
-# ColabAcceleratorUnavailable, 400 on assign ColabNotEntitled, an `outcome` ColabQuotaExceeded
-# or ColabDenied, 429 RateLimitExceeded; unreachable, other 4xx/5xx or malformed answers are
-# BackendUnavailable.
+# ColabAcceleratorUnavailable, 400 on assign ColabNotEntitled, an `outcome` (number or name)
+# ColabQuotaExceeded or ColabDenied, 429 RateLimitExceeded; unreachable, other 4xx/5xx or
+# malformed answers are BackendUnavailable. The runtime proxy's 401 or empty 404 is
+# ProxyTokenRefused (proxy.py): renew the token from the list, then decide.
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from bridge.errors import (
     NotFound,
     RateLimitExceeded,
     Unauthorized,
-    ValidationError,
 )
 from colab_runtime.colab_answers import (
     VARIANT_NAMES,
@@ -39,12 +39,19 @@ from colab_runtime.colab_answers import (
     name_of,
     parse,
 )
+from colab_runtime.colab_answers import check_endpoint as _endpoint
+from colab_runtime.colab_answers import check_request as _validate
 from colab_runtime.oauth import refresh_refused
+from colab_runtime.proxy import (
+    CLIENT_AGENT,
+    CLIENT_AGENT_HEADER,
+    PROXY_TOKEN_HEADER,
+    is_refusal,
+    refusal,
+)
 
 COLAB_URL = "https://colab.research.google.com"
 COLAB_API_URL = "https://colab.pa.googleapis.com"  # user-info (the VS Code extension's GAPI)
-CLIENT_AGENT_HEADER = "X-Colab-Client-Agent"  # the CLI and the extension; X-Goog-... is gone
-CLIENT_AGENT = "compute-bridge"
 KEEPALIVE_TIMEOUT = 10.0  # the CLI's; a read timeout counts as success
 _STATUS_ERRORS: dict[int, tuple[type[BridgeError], str]] = {
     401: (Unauthorized, "Colab refused the Google credentials (401); sign in again"),
@@ -160,16 +167,23 @@ class ColabClient:
 
     def runtime_started(self, assignment: Assignment) -> str | None:
         """When the runtime's Jupyter server started (its ``/api/status``, through the runtime
-        proxy with the proxy token); a VM restart changes it. None: the runtime did not say."""
+        proxy with the proxy token); a VM restart changes it. None: the runtime did not say (no
+        token yet, unreachable, booting). Raises ProxyTokenRefused on a 401 or an empty 404:
+        the token expired or went stale, which says nothing about the runtime."""
         if not (assignment.proxy_url and assignment.proxy_token):
             return None
-        headers = {"X-Colab-Runtime-Proxy-Token": assignment.proxy_token,
+        headers = {PROXY_TOKEN_HEADER: assignment.proxy_token,
                    CLIENT_AGENT_HEADER: self.client_agent, "Accept": "application/json"}
         try:
             response = requests.get(assignment.proxy_url.rstrip("/") + "/api/status",
                                     headers=headers, timeout=KEEPALIVE_TIMEOUT)
+        except requests.RequestException:
+            return None
+        if is_refusal(response.status_code, response.content):
+            raise refusal(response.status_code, "/api/status")
+        try:
             started = response.json().get("started") if response.status_code == 200 else None
-        except (requests.RequestException, ValueError, AttributeError):
+        except (ValueError, AttributeError):
             return None
         return str(started) if started else None
 
@@ -191,13 +205,15 @@ class ColabClient:
             if not isinstance(exc.__cause__, requests.ReadTimeout):
                 raise
 
-    def renew_proxy_token(self, assignment: Assignment) -> Assignment:
+    def renew_proxy_token(self, assignment: Assignment,
+                          current: Assignment | None = None) -> Assignment:
         """A fresh proxy token from the assignment list (as Google's CLI renews); never assigns.
+        ``current``: this runtime's entry of a list just read (else the list is read now).
 
         An expired token is not a dead runtime: only a runtime missing from the list is
         (NotFound with reason ``gone``).
         """
-        current = self.find(assignment.endpoint)
+        current = current or self.find(assignment.endpoint)
         if current is None:
             raise NotFound(f"Colab runtime {assignment.endpoint} is no longer assigned",
                            details={"reason": "gone"})
@@ -268,23 +284,4 @@ class ColabClient:
             raise BackendUnavailable(f"Colab answered HTTP {status} for {method} {path}",
                                      details={"upstream_status": status})
         return parse(response.text)
-
-
-def _validate(accelerator: str, variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValidationError(
-            f"unknown Colab variant {variant!r}; expected one of {sorted(VARIANTS)}"
-        )
-    if accelerator not in VARIANTS[variant]:
-        raise ValidationError(
-            f"accelerator {accelerator!r} does not fit variant {variant!r}; "
-            f"expected one of {sorted(VARIANTS[variant])}"
-        )
-
-
-def _endpoint(endpoint: str) -> str:
-    if not endpoint or "/" in endpoint or endpoint in (".", ".."):
-        raise ValidationError(f"invalid Colab runtime endpoint {endpoint!r}")
-    return endpoint
-
 

@@ -2,7 +2,8 @@
 
 Read from Google's Colab CLI (googlecolab/google-colab-cli) and VS Code extension
 (googlecolab/colab-vscode): an XSSI prefix, empty 204 bodies, integer ``variant`` and
-``machineShape`` on the assign POST, an ``outcome`` instead of a runtime, and 503/400 on assign.
+``machineShape`` on the assign POST, an ``outcome`` (a number, or its name) instead of a
+runtime, and 503/400 on assign.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from bridge.errors import (
     ColabDenied,
     ColabNotEntitled,
     ColabQuotaExceeded,
+    ValidationError,
 )
 
 XSSI_PREFIX = ")]}'\n"
@@ -35,6 +37,12 @@ _OUTCOMES: dict[str, tuple[type[BridgeError], str]] = {
         ": wait until Colab grants time again, or use a paid plan"),
     "DENYLISTED": (ColabDenied, "Colab refuses runtimes to this account (DENYLISTED)"),
 }
+# The extension's Outcome enum (src/colab/client/v1/api.ts): the assign POST answers these
+# numbers; 3 (QUOTA_EXCEEDED_USAGE_TIME_REFUND_MIGHT_UNBLOCK) is deprecated there and read as
+# the usage-time quota it names.
+OUTCOMES = {0: "UNDEFINED_OUTCOME", 1: "QUOTA_DENIED_REQUESTED_VARIANTS",
+            2: "QUOTA_EXCEEDED_USAGE_TIME", 3: "QUOTA_EXCEEDED_USAGE_TIME", 4: "SUCCESS",
+            5: "DENYLISTED"}
 
 
 def assign_refusal(exc: BackendUnavailable, accelerator: str, variant: str,
@@ -82,11 +90,20 @@ def eligible_of(body: dict[str, Any], variant: str) -> list[str]:
 
 
 def check_outcome(body: dict[str, Any]) -> None:
-    """An assign answer's ``outcome`` (quota, denylisted) is the user's to know, as such."""
-    outcome = body.get("outcome")
+    """An assign answer's ``outcome`` (quota, denylisted) is the user's to know, as such.
+
+    ``outcome`` is a number in the extension's schema (1 QUOTA_DENIED_REQUESTED_VARIANTS,
+    2 QUOTA_EXCEEDED_USAGE_TIME, 4 SUCCESS, 5 DENYLISTED) or its name; either is read. Raises
+    ColabQuotaExceeded or ColabDenied (``details.outcome``: the name); any other outcome that
+    comes without a runtime is BackendUnavailable naming it.
+    """
+    outcome = name_of(body.get("outcome"), OUTCOMES)
     if outcome in _OUTCOMES:
         cls, message = _OUTCOMES[outcome]
         raise cls(message, details={"outcome": outcome})
+    if outcome and outcome != "SUCCESS" and not isinstance(body.get("runtimeProxyInfo"), dict):
+        raise BackendUnavailable(f"Colab gave no runtime (outcome {outcome})",
+                                 details={"outcome": outcome})
 
 
 def name_of(value: Any, names: dict[int, str]) -> str:
@@ -116,3 +133,23 @@ def field(body: dict[str, Any], name: str, what: str) -> Any:
     if not value:
         raise BackendUnavailable(f"Colab answered a {what} without {name!r}")
     return value
+
+
+def check_request(accelerator: str, variant: str) -> None:
+    """Refuse an accelerator or variant Colab does not have, before any request."""
+    if variant not in VARIANTS:
+        raise ValidationError(
+            f"unknown Colab variant {variant!r}; expected one of {sorted(VARIANTS)}"
+        )
+    if accelerator not in VARIANTS[variant]:
+        raise ValidationError(
+            f"accelerator {accelerator!r} does not fit variant {variant!r}; "
+            f"expected one of {sorted(VARIANTS[variant])}"
+        )
+
+
+def check_endpoint(endpoint: str) -> str:
+    """An endpoint fit to put in a /tun/m/ path (no slash, no dot segment)."""
+    if not endpoint or "/" in endpoint or endpoint in (".", ".."):
+        raise ValidationError(f"invalid Colab runtime endpoint {endpoint!r}")
+    return endpoint

@@ -11,6 +11,9 @@
 # the worker, its kernel and its tunnel are gone: the runtime is a fresh Jupyter server, whose
 # /api/status ``started`` (read through the runtime proxy, as Google's clients reach
 # /api/kernels and /api/sessions) differs from the one seen before. That counts as gone too.
+# That read uses the token in use; the proxy answers an expired or stale token with an empty
+# 404 (or a 401), as it answers for a gone runtime (proxy.py): the token is renewed from the
+# list and the runtime asked again; a refusal alone never makes a runtime gone.
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from collections.abc import Callable
 
 from bridge.errors import BackendUnavailable, BridgeError, Conflict, NotFound
 from colab_runtime.colab import Assignment, ColabClient
+from colab_runtime.proxy import ProxyTokenRefused
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,18 @@ class KeepAlive:
         """The first keep-alive, right after assign (the CLI releases the runtime if it fails)."""
         self.client.keep_alive(self.assignment.endpoint)
         self.pings += 1
-        self.started_at = self.client.runtime_started(self.assignment)
+        try:
+            self.started_at = self._started()
+        except ProxyTokenRefused as exc:  # not the keep-alive's failure: read at a later round
+            log.info("%s: %s", self.assignment.endpoint, exc.message)
+
+    def renew(self, current: Assignment | None = None) -> Assignment:
+        """Adopt a fresh proxy token from the assignment list (``current``: this runtime's entry
+        of a list just read). Raises NotFound (reason ``gone``) when Colab no longer lists it."""
+        self.assignment = self.client.renew_proxy_token(self.assignment, current)
+        if self.on_renew is not None:
+            self.on_renew(self.assignment)
+        return self.assignment
 
     def tick(self) -> None:
         """One round: a keep-alive (unless idle), then reconcile with the list and renew."""
@@ -103,17 +118,30 @@ class KeepAlive:
             self._gone("keep-alive answered 404 repeatedly: Colab no longer serves the runtime",
                        "lost")
             return
-        started = self.client.runtime_started(current)
+        started = self._started(current)
         if started and self.started_at and started != self.started_at:
             self._gone(f"Colab restarted the runtime (its server started again at {started}): "
                        "the worker and its tunnel did not survive the restart", "restarted")
             return
         self.started_at = started or self.started_at
         due = self.assignment.token_expires_within(self.renew_margin, self.client.clock())
-        if due and current.proxy_url:  # the list minted a fresh token: adopt it
-            self.assignment = self.client.renew_proxy_token(self.assignment)
-            if self.on_renew is not None:
-                self.on_renew(self.assignment)
+        if due and current.proxy_url and current.proxy_token != self.assignment.proxy_token:
+            self.renew(current)  # the list minted a fresh token: adopt it
+
+    def _started(self, current: Assignment | None = None) -> str | None:
+        """The runtime's server start, asked with the token in use; refused (expired or stale),
+        asked again with a token renewed from the list (``current``, else read now). A second
+        refusal is raised (the round is retried); it never makes the runtime gone."""
+        if self.assignment.proxy_token:
+            try:
+                return self.client.runtime_started(self.assignment)
+            except ProxyTokenRefused as exc:
+                log.info("%s: %s; renewing it from the assignment list",
+                         self.assignment.endpoint, exc.message)
+        if current is not None and not current.proxy_url:
+            return None  # listed without its proxy: nothing to ask it with this round
+        self.renew(current)
+        return self.client.runtime_started(self.assignment)
 
     def _why_gone(self) -> str:
         if self.state == "idle":

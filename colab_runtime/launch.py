@@ -30,6 +30,13 @@ from traitlets import DottedObjectName, Type
 
 from bridge.errors import BackendUnavailable, Unauthorized
 from colab_runtime.notebook_params import validate_parameters, validate_runtime
+from colab_runtime.proxy import (
+    PROXY_TOKEN_HEADER,
+    PROXY_TOKEN_QUERY,
+    is_refusal,
+    proxy_headers,
+    refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +47,7 @@ log = logging.getLogger(__name__)
 RECORD_KEY = "bridge_worker"
 WORKER_URL_KEY = "worker_url"
 RUNTIME_INFO_KEY = "runtime_info"
-COLAB_PROXY_HEADER = "X-Colab-Runtime-Proxy-Token"
-COLAB_PROXY_QUERY = "colab-runtime-proxy-token"
-CLIENT_AGENT_HEADER, CLIENT_AGENT = "X-Colab-Client-Agent", "compute-bridge"
+COLAB_PROXY_HEADER, COLAB_PROXY_QUERY = PROXY_TOKEN_HEADER, PROXY_TOKEN_QUERY
 KERNEL_START_TRIES = 3  # Google's CLI retries a kernel start three times on a booting VM
 BOOTING = (502, 503, 504)  # what a fresh VM's proxy answers for a while
 _TIMED_OUT = "LaunchTimeout"  # the error nbclient records for a cell past execution_timeout
@@ -87,9 +92,8 @@ class RemoteRuntime:
         """A Colab runtime behind its proxy: the proxy token and X-Colab-Client-Agent on every
         request, REST and websocket (the VS Code extension calls both required), and the token
         again in the websocket's query (Google's CLI)."""
-        return cls(proxy_url, headers={COLAB_PROXY_HEADER: proxy_token,
-                                       CLIENT_AGENT_HEADER: CLIENT_AGENT},
-                   ws_query={COLAB_PROXY_QUERY: proxy_token})
+        return cls(proxy_url, headers=proxy_headers(proxy_token),
+                   ws_query={PROXY_TOKEN_QUERY: proxy_token})
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ def launch_worker(
 ) -> LaunchResult:
     """Execute the worker notebook (local kernel, or ``runtime``) and read its record back;
     a cell past ``execution_timeout`` is interrupted and the launch fails. A runtime still
-    booting (502/503/504 on the kernel start) is tried again with back-off, three times in all."""
+    booting (502/503/504 on the kernel start) is tried again with back-off, three times in all.
+    Behind Colab's runtime proxy a 401 or an empty 404 is ProxyTokenRefused (renew the token)."""
     source = Path(notebook_path)
     validate_parameters(source, parameters)
     if runtime is not None:
@@ -146,9 +151,10 @@ def launch_worker(
         ) from exc
     except web.HTTPError as exc:
         message = exc.log_message % exc.args if exc.log_message else str(exc)
-        raise _runtime_error(exc.status_code, message) from exc
+        raise _runtime_error(runtime, exc.status_code, message, _body(exc)) from exc
     except websocket.WebSocketBadStatusException as exc:
-        raise _runtime_error(exc.status_code, "the kernel websocket was refused") from exc
+        raise _runtime_error(runtime, exc.status_code, "the kernel websocket was refused",
+                             exc.resp_body) from exc
     except (CellTimeoutError, DeadKernelError, TimeoutError, OSError) as exc:
         raise BackendUnavailable(f"the worker notebook did not finish: {exc}") from exc
     worker_url, runtime_info = parse_worker_record(nb)
@@ -269,7 +275,17 @@ def _gateway(runtime: RemoteRuntime) -> Iterator[None]:
                 GatewayClient._instance = previous  # type: ignore[assignment]
 
 
-def _runtime_error(status: int | None, message: str) -> Unauthorized | BackendUnavailable:
+def _body(exc: web.HTTPError) -> bytes | None:
+    """The body of the runtime's answer behind a gateway HTTPError (None: no answer read)."""
+    response = getattr(exc.__cause__, "response", None)
+    return getattr(response, "body", None) if response is not None else None
+
+
+def _runtime_error(runtime: RemoteRuntime | None, status: int | None, message: str,
+                   body: bytes | str | None) -> Unauthorized | BackendUnavailable:
+    colab = runtime is not None and PROXY_TOKEN_HEADER in runtime.headers
+    if colab and body is not None and is_refusal(status, body):
+        return refusal(status, "the kernel start")
     if status in (401, 403):
         return Unauthorized(f"the Jupyter runtime refused the token ({status}): {message}")
     return BackendUnavailable(f"the Jupyter runtime failed ({status}): {message}")

@@ -22,8 +22,10 @@ from pathlib import Path
 import requests
 
 from bridge.errors import BackendUnavailable, Unauthorized, ValidationError
+from bridge.urls import UNREACHABLE_HINT, connect_failure, redact_url
 from colab_runtime.launch import BOOTING, KERNEL_START_TRIES
 from colab_runtime.notebook import PACKAGE, default_package_spec
+from colab_runtime.proxy import PROXY_TOKEN_HEADER, is_refusal, refusal
 
 SOURCE = Path(__file__).resolve().parent.parent
 _BUILD_LOCK = threading.Lock()
@@ -67,7 +69,12 @@ def build_id(wheel: Path) -> str:
 
 def upload(runtime_url: str, headers: Mapping[str, str], wheel: Path, *,
            token: str | None = None, timeout: float = 120.0, backoff: float = 2.0) -> str:
-    """Put the wheel at the runtime's contents root; returns the path the kernel installs."""
+    """Put the wheel at the runtime's contents root; returns the path the kernel installs.
+
+    Raises Unauthorized (401/403), BackendUnavailable (unreachable, other refusals), and,
+    behind Colab's runtime proxy (``headers`` carry its token), ProxyTokenRefused on a 401 or
+    an empty 404: an expired or stale token, to be renewed from the assignment list.
+    """
     auth = dict(headers)
     if token:
         auth.setdefault("Authorization", f"token {token}")
@@ -77,11 +84,19 @@ def upload(runtime_url: str, headers: Mapping[str, str], wheel: Path, *,
     for attempt in range(1, KERNEL_START_TRIES + 1):  # a fresh VM answers 502 for a while
         try:
             answer = requests.put(url, json=body, headers=auth, timeout=timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise BackendUnavailable(
+                f"cannot reach the runtime at {redact_url(runtime_url)} "
+                f"({connect_failure(exc)}): {UNREACHABLE_HINT}",
+                details={"reason": "unreachable"}) from exc
         except requests.RequestException as exc:
-            raise BackendUnavailable(f"cannot upload the wheel to the runtime: {exc}") from exc
+            raise BackendUnavailable(
+                f"cannot upload the wheel to the runtime ({type(exc).__name__})") from exc
         if answer.status_code not in BOOTING or attempt == KERNEL_START_TRIES:
             break
         time.sleep(backoff * 2 ** (attempt - 1))
+    if PROXY_TOKEN_HEADER in auth and is_refusal(answer.status_code, answer.content):
+        raise refusal(answer.status_code, "the wheel upload")
     if answer.status_code in (401, 403):
         raise Unauthorized(f"the Jupyter runtime refused the token ({answer.status_code})")
     if answer.status_code not in (200, 201):

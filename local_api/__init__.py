@@ -26,7 +26,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     Collaborators (all optional): ``router`` (bridge.router.Router), ``local`` (the local
     backend), ``store`` (bridge.models.store.ModelStore). Missing ones are built from settings.
     """
-    from local_api import errors, events, limits, openapi, security
+    from local_api import browser_guard, errors, events, limits, openapi, security
     from local_api.accounts import api_keys, audit, auth, identity, profile
     from local_api.backups import routes as backups
     from local_api.generation import cache, compute, conversations, ws
@@ -37,7 +37,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     from local_api.openai import routes as openai
     from local_api.remote import routes as remote
     from local_api.storage import crypto, db, shared_state
-    from local_api.system import health, metrics
+    from local_api.system import health, landing, metrics
     from local_api.system import status as system
 
     if isinstance(config, Settings):
@@ -53,6 +53,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
 
     errors.init_app(app)
     security.init_app(app)
+    browser_guard.init_app(app)
     metrics.init_app(app)
     db.init_app(app)
     shared_state.init_app(app)
@@ -71,6 +72,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     ws.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(landing.bp)  # / and /docs/
     app.register_blueprint(openai.bp)  # /v1, OpenAI shapes (not under /api)
     app.register_blueprint(ollama.bp)  # /ollama/api, Ollama shapes
     return app

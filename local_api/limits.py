@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
+from limits import parse_many
 
 from bridge.config import Settings
 from bridge.errors import RateLimitExceeded
@@ -58,6 +59,64 @@ def _breached(limit: RequestLimit) -> Response:
     )
 
 
+def charge(who: Identity) -> None:
+    """Count one generation that no HTTP request carries (a ``/ws`` chat.stream) against the
+    caller's limits, in the same moving windows as their HTTP requests; RateLimitExceeded
+    (``details.retry_after`` in seconds) when one is spent."""
+    limiter: Limiter = current_app.extensions["bridge_limiter"]
+    if not limiter.enabled:
+        return
+    tiers: TierLimits = current_app.extensions["bridge_limits"]
+    # Flask-Limiter's own key for an application limit: prefix, key_func(), the shared scope.
+    args = ("bridge", f"user:{who.user_id}", "global")
+    for item in parse_many(tiers.limit_for(who)):
+        if not limiter.limiter.hit(item, *args):
+            count_rate_limited(who.tier)
+            reset_in = max(1, int(limiter.limiter.get_window_stats(item, *args).reset_time
+                                  - time.time()))
+            raise RateLimitExceeded(details={
+                "limit": item.amount, "window": str(item), "reset_in": duration(reset_in),
+                "retry_after": reset_in})
+
+
+def go_duration(seconds: float) -> str:
+    """OpenAI's reset format (Go's time.Duration): ``20ms``, ``1s``, ``6m0s``, ``1h0m0s``."""
+    if seconds < 1:
+        return f"{max(0, int(seconds * 1000))}ms"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def openai_headers(response: Response) -> Response:
+    """The /v1 dialect's rate-limit headers, as OpenAI's API sends them.
+
+    ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests`` and
+    ``x-ratelimit-reset-requests`` (platform.openai.com/docs/guides/rate-limits, "Rate limits in
+    headers"), and ``retry-after-ms``, which the openai Python client reads before
+    ``retry-after`` (openai/_base_client.py, ``_parse_retry_after_header``). There are no token
+    limits here, so no ``-tokens`` headers.
+    """
+    if not request.path.startswith("/v1/"):
+        return response
+    limit = response.headers.get("X-RateLimit-Limit")
+    if limit is not None:
+        response.headers["x-ratelimit-limit-requests"] = limit
+        response.headers["x-ratelimit-remaining-requests"] = response.headers.get(
+            "X-RateLimit-Remaining", "0")
+        reset = response.headers.get("X-RateLimit-Reset", "")
+        if reset.isdigit():
+            response.headers["x-ratelimit-reset-requests"] = go_duration(
+                max(0.0, int(reset) - time.time()))
+    retry_after = response.headers.get("Retry-After", "")
+    if retry_after.isdigit():
+        response.headers["retry-after-ms"] = str(int(retry_after) * 1000)
+    return response
+
+
 def init_app(app: Flask) -> None:
     settings: Settings = app.config["SETTINGS"]
     tiers = TierLimits(settings)
@@ -75,5 +134,9 @@ def init_app(app: Flask) -> None:
         enabled=settings.ratelimit_enabled,
         key_prefix="bridge",
     )
+    # Registered before the limiter's own hook so that it runs after it (Flask calls an app's
+    # after_request functions in reverse order) and sees the X-RateLimit-* headers.
+    app.after_request(openai_headers)
     limiter.init_app(app)
     app.extensions["bridge_limits"] = tiers
+    app.extensions["bridge_limiter"] = limiter

@@ -9,7 +9,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge.config import Settings
-from bridge.errors import ValidationError
+from bridge.errors import PayloadTooLarge, ValidationError
 
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -30,7 +30,8 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 MAX_REQUESTED_HEADERS = 64
 EXPOSE_HEADERS = (
     "X-Request-ID, X-Cache, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, "
-    "X-RateLimit-Reset"
+    "X-RateLimit-Reset, retry-after-ms, x-ratelimit-limit-requests, "
+    "x-ratelimit-remaining-requests, x-ratelimit-reset-requests"
 )
 
 
@@ -101,6 +102,22 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n
         )
+
+    @app.before_request
+    def _refuse_overlong_stream() -> None:
+        """A chunked body over MAX_CONTENT_LENGTH is 413, never the first bytes of it.
+
+        werkzeug limits a body without Content-Length (``wsgi.input_terminated``) by reading
+        up to the limit and stopping there, so ``get_data`` would return a cut body that may
+        still parse (JSON followed by padding). Read it here and look one byte further.
+        """
+        if request.content_length is not None or request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if limit is None or "wsgi.input_terminated" not in request.environ:
+            return
+        if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+            raise PayloadTooLarge()
 
     @app.after_request
     def _harden(response: Response) -> Response:

@@ -9,7 +9,7 @@ from flask import request
 from jsonschema import Draft202012Validator
 from jsonschema import ValidationError as SchemaError
 
-from bridge.errors import ValidationError
+from bridge.errors import UnsupportedMediaType, ValidationError
 from bridge.params import refuse_surrogates
 
 _validators: dict[int, Draft202012Validator] = {}
@@ -29,6 +29,8 @@ def obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any
 def json_body(schema: dict[str, Any] | None = None, *, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object, validated; ValidationError names the offending field."""
     raw = request.get_data(cache=True)
+    if raw.strip():
+        require_json_type()
     if not raw.strip():
         if optional:
             data: Any = {}
@@ -41,6 +43,25 @@ def json_body(schema: dict[str, Any] | None = None, *, optional: bool = False) -
     if schema is not None:
         check(data, schema)
     return data
+
+
+# A foreign page may send text/plain, form and multipart bodies without a CORS preflight
+# (Fetch standard, "CORS-safelisted request-header"): a JSON route refuses them. Ollama's own
+# docs post with `curl -d`, whose default type is form-urlencoded, so /ollama keeps that one.
+_CURL_DEFAULT = "application/x-www-form-urlencoded"
+
+
+def require_json_type() -> None:
+    """415 unless the body is declared JSON (``application/json``, ``*/*+json``) or undeclared."""
+    declared = request.mimetype
+    if not declared or declared == "application/json" or declared.endswith("+json"):
+        return
+    if declared == _CURL_DEFAULT and request.path.startswith("/ollama/"):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type {declared[:80]!r} is not JSON: send 'Content-Type: application/json'",
+        details={"content_type": declared[:80]},
+    )
 
 
 MAX_DEPTH = 32

@@ -31,6 +31,7 @@ from bridge.downloads.sources import (
     INVALID_MODEL,
     IO_ERROR,
     NETWORK_ERROR,
+    NETWORK_HINT,
     NOT_FOUND,
     DownloadError,
     RemoteFile,
@@ -125,7 +126,7 @@ def _http_once(file: RemoteFile, dest: Path, client: httpx.Client, headers: dict
         raise DownloadError(NETWORK_ERROR, f"{file.name} at {host}: timed out") from exc
     except httpx.TransportError as exc:
         raise DownloadError(NETWORK_ERROR, f"{file.name} at {host}: connection failed "
-                            f"({type(exc).__name__})") from exc
+                            f"({type(exc).__name__}): {NETWORK_HINT}") from exc
     except OSError as exc:
         raise disk_error(exc, file.name) from exc
     if file.size is not None and have != file.size:

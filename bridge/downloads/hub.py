@@ -15,6 +15,7 @@ from bridge.downloads.sources import (
     ACCESS_DENIED,
     INVALID_MODEL,
     NETWORK_ERROR,
+    NETWORK_HINT,
     NOT_FOUND,
     DownloadError,
     Plan,
@@ -24,6 +25,11 @@ from bridge.downloads.sources import (
     safe_name,
     select_files,
 )
+
+# What to try when the Hub does not answer (the download guide's troubleshooting, in short)
+HUB_HINT = (f"{NETWORK_HINT}; where the Hub is blocked, use a mirror (HF_ENDPOINT="
+            "https://hf-mirror.com); a gated or private repo needs HF_TOKEN; or add the model "
+            "from a folder on this machine ({\"source\": \"path\"}) or a URL")
 
 
 def hub_endpoint(endpoint: str | None) -> str:
@@ -94,8 +100,8 @@ def resolve_repo(source: Source, *, endpoint: str | None, timeout: float) -> Pla
     except OfflineModeIsEnabled as exc:
         raise DownloadError(NETWORK_ERROR, f"{what}: HF_HUB_OFFLINE is set") from exc
     except _transport_errors() as exc:
-        raise DownloadError(NETWORK_ERROR, f"Cannot reach {base}: {type(exc).__name__}",
-                            repo_id=repo) from exc
+        raise DownloadError(NETWORK_ERROR, f"Cannot reach the Hugging Face Hub at {base} "
+                            f"({type(exc).__name__}): {HUB_HINT}", repo_id=repo) from exc
     commit = info.sha or source.revision
     siblings = {s.rfilename: s for s in info.siblings or []}
     names = _names(sorted(siblings), source)

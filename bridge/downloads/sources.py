@@ -19,8 +19,11 @@ import httpx
 
 from bridge.downloads.registry import REGISTRY
 from bridge.errors import DownloadFailed, ModelNotFound, ValidationError
+from bridge.urls import USERINFO_HINT, url_error, userinfo_misplaced
 
 NETWORK_ERROR, NOT_FOUND, ACCESS_DENIED = "NETWORK_ERROR", "NOT_FOUND", "ACCESS_DENIED"
+NETWORK_HINT = ("check this machine's network; behind a proxy, start the service with "
+                "HTTPS_PROXY=http://PROXY:PORT")
 HTTP_ERROR, CHECKSUM_MISMATCH, DISK_FULL = "HTTP_ERROR", "CHECKSUM_MISMATCH", "DISK_FULL"
 INVALID_MODEL, IO_ERROR, INTERNAL = "INVALID_MODEL", "IO_ERROR", "INTERNAL_ERROR"
 BLOCKED_ADDRESS, ALREADY_STORED = "BLOCKED_ADDRESS", "ALREADY_STORED"
@@ -192,12 +195,14 @@ def _checked_url(url: str) -> str:
     message = "url must be an http:// or https:// URL with a host"
     if re.search(r"[\x00-\x20\x7f]", url):
         raise _field("url", f"{message} (no spaces or control characters)")
+    if userinfo_misplaced(url):
+        raise _field("url", f"{message}: {USERINFO_HINT}")
     try:
         parts = urlsplit(url)
         host, _port = parts.hostname, parts.port  # both raise on malformed hosts and ports
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
-        raise _field("url", f"{message}: {exc}") from exc
+        raise _field("url", f"{message}: {url_error(url, exc)}") from exc
     if parts.scheme.lower() not in ("http", "https") or not host:
         raise _field("url", message)
     return url
@@ -255,7 +260,8 @@ def resolve_url(source: Source, client: httpx.Client) -> Plan:
     except httpx.TimeoutException as exc:
         raise DownloadError(NETWORK_ERROR, f"{what} timed out") from exc
     except httpx.TransportError as exc:
-        raise DownloadError(NETWORK_ERROR, f"{what} is unreachable: {exc}") from exc
+        raise DownloadError(NETWORK_ERROR, f"{what} is unreachable ({type(exc).__name__}): "
+                            f"{NETWORK_HINT}") from exc
     size: int | None = None
     etag: str | None = None
     if head.status_code < 400:

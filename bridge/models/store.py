@@ -77,6 +77,7 @@ BUILTIN: dict[str, ModelInfo] = {
         family="SmolLM2",
         size="135M",
         format="gguf",
+        framework="llama.cpp",  # the packaged GGUF; a converted copy's manifest says transformers
         gguf_type="Q4_1",
         source=f"pypi:{DEFAULT_MODEL_PACKAGE} ({DEFAULT_MODEL_FILE})",
     ),

@@ -3,10 +3,13 @@
     client = Client("http://127.0.0.1:5000", username="alice", password="correct horse")
     print(client.chat.completion(prompt="Hello!").completion)
 
-Credentials: an API key (``api_key=`` or ``$BRIDGE_API_KEY``), or a username and password
-(logged in on first use; the access token is refreshed, or the login redone, when the
-service answers 401). Resources: ``auth``, ``user``, ``models``, ``chat``, ``embeddings``,
-``tokens``, ``conversations``, ``system``, ``colab``, ``db``, ``admin``; ``generate`` is FT's shape.
+Where and who, when not given: ``$BRIDGE_URL`` and ``$BRIDGE_API_KEY``, else the login
+`bridge login` stored (bridge.sdk.credentials), else ``http://127.0.0.1:5000``.
+Credentials: an API key (``api_key=``, ``$BRIDGE_API_KEY``, the stored login), or a
+username and password (logged in on first use; the access token is refreshed, or the login
+redone, when the service answers 401). Resources: ``auth``, ``user``, ``models``, ``chat``,
+``embeddings``, ``tokens``, ``conversations``, ``system``, ``colab``, ``db``, ``admin``;
+``generate`` is FT's shape.
 
 Every failure raises one tree, the service's own (``bridge.errors``), keyed by the
 envelope's ``code``::
@@ -78,12 +81,17 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        from bridge.config import ClientSettings
+        from bridge.config import DEFAULT_SERVICE_URL, ClientSettings
+        from bridge.sdk.credentials import stored_login
 
         defaults = ClientSettings.from_env()
-        self.base_url = normalize_base_url(base_url or defaults.url)
+        from_env = defaults.url if defaults.url != DEFAULT_SERVICE_URL else None
+        url = normalize_base_url(base_url) if base_url else from_env and normalize_base_url(
+            from_env)
+        stored_url, stored_key = stored_login(url)
+        self.base_url = normalize_base_url(url or stored_url or DEFAULT_SERVICE_URL)
         if api_key is None and username is None and access_token is None:
-            api_key = defaults.api_key or None
+            api_key = defaults.api_key or stored_key or None
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
         self.api_key = api_key

@@ -16,6 +16,9 @@ from bridge.widgets.base import WIDE, BaseWidget, escape
 
 MODES = (("Worker URL", "worker"), ("Jupyter runtime", "runtime"), ("Colab", "colab"))
 ACCELERATORS = ("T4", "L4", "A100", "H100")
+# "auto" sends ngrok when an ngrok token is typed, else no tunnel at all: the service then
+# picks none for a Jupyter runtime and asks a Colab connect for the token it needs
+TUNNELS = (("auto (ngrok with a token)", "auto"), ("ngrok", "ngrok"), ("none", "none"))
 
 
 class ConnectWidget(BaseWidget):
@@ -37,7 +40,7 @@ class ConnectWidget(BaseWidget):
                                layout=field, style=WIDE)
         self.name = w.Text(description="Name", placeholder="(chosen for you)", layout=field,
                            style=WIDE)
-        self.tunnel = w.Dropdown(description="Tunnel", options=("none", "ngrok"), value="none",
+        self.tunnel = w.Dropdown(description="Tunnel", options=TUNNELS, value="auto",
                                  style=WIDE)
         self.ngrok_token = w.Password(description="ngrok token", layout=field, style=WIDE)
         self.secret_fields = [self.secret, self.client_secret, self.ngrok_token]
@@ -102,8 +105,10 @@ class ConnectWidget(BaseWidget):
             body["accelerator"] = self.accelerator.value
             body["manual"] = bool(self.manual.value) or None
         if mode != "worker":
-            body["tunnel"] = self.tunnel.value
-            body["ngrok_token"] = str(self.ngrok_token.value).strip() or None
+            token = str(self.ngrok_token.value).strip()
+            chosen = self.tunnel.value
+            body["tunnel"] = ("ngrok" if token else None) if chosen == "auto" else chosen
+            body["ngrok_token"] = token or None
         body["model_id"] = str(self.model_id.value).strip() or None
         body["name"] = str(self.name.value).strip() or None
         return body

@@ -57,3 +57,11 @@ def lookup(key: str) -> dict[str, Any]:
         if last is None or (now - last.replace(tzinfo=now.tzinfo)).total_seconds() > 60:
             conn.execute(table.update().where(table.c.id == row["id"]).values(last_used_at=now))
     return dict(row)
+
+
+def is_live(key_id: str) -> bool:
+    """Whether the key still exists and is not revoked (open sockets re-check it)."""
+    table = schema.api_keys
+    with engine().connect() as conn:
+        row = conn.execute(select(table.c.revoked_at).where(table.c.id == key_id)).first()
+    return row is not None and row[0] is None

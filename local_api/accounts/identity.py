@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -132,6 +133,23 @@ def _resolve() -> Identity | None:
         claims,
         key_id,
     )
+
+
+def still_valid(who: Identity) -> bool:
+    """Whether ``who``'s credential still holds: account enabled, token unexpired and not
+    revoked (itself or its refresh family), API key not revoked. Long-lived connections
+    (``/ws``) call it periodically; needs an app context."""
+    user = _load_user(who.user_id)
+    if user is None or user["disabled"]:
+        return False
+    if who.token is not None:
+        from local_api.accounts import tokens
+
+        expires = who.token.get("exp")
+        if isinstance(expires, int | float) and expires < time.time():
+            return False
+        return not tokens.is_revoked(who.token)
+    return who.api_key_id is None or api_key_store.is_live(who.api_key_id)
 
 
 def quiet_identity() -> Identity | None:

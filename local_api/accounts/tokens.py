@@ -19,10 +19,12 @@ from local_api.timeutil import utcnow
 def issue(user: Any, family: str | None = None) -> dict[str, Any]:
     """A new access + refresh pair; the refresh token joins ``family`` (new family on login)."""
     settings = current_app.config["SETTINGS"]
-    claims = {"role": user["role"], "tier": user["tier"], "username": user["username"]}
+    family = family or secrets.token_hex(12)
+    # The access token names its refresh family: revoking the family (reuse, logout) ends it too.
+    claims = {"role": user["role"], "tier": user["tier"], "username": user["username"],
+              "fam": family}
     identity = str(user["id"])
     access = create_access_token(identity=identity, additional_claims=claims)
-    family = family or secrets.token_hex(12)
     refresh = create_refresh_token(identity=identity, additional_claims={"fam": family})
     now = utcnow()
     with engine().begin() as conn:
@@ -106,7 +108,11 @@ def is_revoked(claims: dict[str, Any]) -> bool:
             row = conn.execute(select(table.c.status).where(table.c.jti == claims["jti"])).first()
             return row is None or row[0] == "revoked"
         table2 = schema.revoked_tokens
-        return (
-            conn.execute(select(table2.c.jti).where(table2.c.jti == claims["jti"])).first()
-            is not None
-        )
+        if conn.execute(select(table2.c.jti).where(table2.c.jti == claims["jti"])).first():
+            return True
+        family = claims.get("fam")
+        if not family:
+            return False
+        table = schema.refresh_tokens
+        revoked = select(table.c.jti).where(table.c.family == family, table.c.status == "revoked")
+        return conn.execute(revoked.limit(1)).first() is not None

@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.config import DEFAULT_SERVICE_URL as DEFAULT_URL
 from bridge.config import ClientSettings
+from bridge.sdk.credentials import credentials_path, read_credentials
 
 # Read by bridge.config.ClientSettings (shared with the SDK); named here for help texts.
 URL_ENV, KEY_ENV, USER_ENV, PASSWORD_ENV = (
@@ -21,26 +22,14 @@ URL_ENV, KEY_ENV, USER_ENV, PASSWORD_ENV = (
 )
 
 
-def credentials_path() -> Path:
-    """The stored logins: one API key per service URL, in the user's config directory."""
-    import platformdirs
-
-    config_dir = platformdirs.user_config_dir("compute-bridge", appauthor=False)
-    return Path(config_dir) / "credentials.json"
-
-
 def load_credentials() -> dict[str, Any]:
-    path = credentials_path()
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {"servers": {}}
+        return read_credentials()
     except (OSError, ValueError) as exc:
         from local_api.cli.parser import UsageError
 
-        raise UsageError(f"cannot read {path}: {exc}; remove it and run `bridge login`") from None
-    data.setdefault("servers", {})
-    return data if isinstance(data, dict) else {"servers": {}}
+        raise UsageError(f"cannot read {credentials_path()}: {exc}; remove it and run "
+                         "`bridge login`") from None
 
 
 def save_credentials(data: dict[str, Any]) -> Path:

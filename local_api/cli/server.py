@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from bridge.config import WORKER_SECRET_ENV, Settings, WorkerSettings
+from bridge.errors import Conflict
 from bridge.serving import create_server, run_gunicorn
 from bridge.urls import is_loopback
 
@@ -19,6 +20,41 @@ log = logging.getLogger("compute_bridge.cli")
 
 def _stop(*_: object) -> None:
     raise KeyboardInterrupt
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a busy port in one line with the fix (gunicorn would print ten lines of retries).
+
+    Raises Conflict when another process listens on ``host:port``.
+    """
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return  # the server's own bind reports anything else
+            raise Conflict(
+                f"port {port} on {host} is already in use (another `bridge serve`?): stop it, "
+                f"or start on another port: `make run PORT={port + 1}` or "
+                f"`bridge serve --port {port + 1}`"
+            ) from None
+
+
+def announce(scheme: str, host: str, port: int, home: object) -> None:
+    """What a newcomer reads on start-up: where it listens, where its data is, what to do next."""
+    url = f"{scheme}://{host}:{port}"
+    print(f"Compute Bridge listening on {url}", flush=True)
+    print(f"Data directory: {home}", flush=True)
+    print(f"Next: open {url}/ for the docs, status and API reference; in another terminal:\n"
+          f"  bridge user create NAME --email YOU@EXAMPLE.ORG   (the first account is the admin)"
+          f"\n  bridge login --username NAME --url {url}\n  bridge chat \"Hello!\"", flush=True)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -43,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
             "text. Use --tls-cert/--tls-key or bind 127.0.0.1.",
             settings.host,
         )
+    check_port_free(settings.host, settings.port)
     if settings.server not in ("gunicorn", "werkzeug"):
         from local_api.cli.parser import UsageError
 
@@ -54,8 +91,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     try:
         server = create_server(settings.host, settings.port, app, ssl_context=ssl_context)
-        print(f"Compute Bridge listening on {scheme}://{settings.host}:{server.port}", flush=True)
-        print(f"Data directory: {settings.home}", flush=True)
+        announce(scheme, settings.host, server.port, settings.home)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -79,13 +115,13 @@ def _serve_gunicorn(settings: Settings, scheme: str) -> int:
                     "answers and signing nonces in each worker alone", settings.workers)
 
     def ready(port: int) -> None:
-        print(f"Compute Bridge listening on {scheme}://{settings.host}:{port}", flush=True)
-        print(f"Data directory: {settings.home}", flush=True)
+        announce(scheme, settings.host, port, settings.home)
 
     run_gunicorn(
         lambda: create_app(settings), host=settings.host, port=settings.port,
         workers=settings.workers, threads=settings.threads,
-        graceful_timeout=settings.graceful_timeout, certfile=settings.tls_cert,
+        graceful_timeout=settings.graceful_timeout, header_timeout=settings.header_timeout,
+        certfile=settings.tls_cert,
         keyfile=settings.tls_key, on_ready=ready, on_worker_exit=shutdown,
     )
     return 0

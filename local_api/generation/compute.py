@@ -34,6 +34,15 @@ class Compute:
         """The backends that can serve ``model_id`` (ModelNotFound when none can)."""
         names = self.router.serving(model_id, local_has=self.store.has(model_id))
         if not names:
+            from bridge.downloads.registry import REGISTRY
+
+            if model_id in REGISTRY:  # listed as downloadable: say how to get it
+                raise ModelNotFound(
+                    f"Model {model_id!r} is not downloaded yet: run `bridge models pull "
+                    f"{model_id}` (or POST /api/v1/models/download "
+                    f'{{"model_id": "{model_id}"}})',
+                    details={"model_id": model_id, "status": "downloadable"},
+                )
             raise ModelNotFound(details={"model_id": model_id[:128]})
         return names
 

@@ -11,17 +11,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from flask_sock import Sock
 
 from bridge.errors import BridgeError, Unauthorized, ValidationError
 from bridge.streaming import encode_stream
 from bridge.types import BackendSwitched, Done, Event, Token
-from local_api.accounts.identity import Identity, current_identity
+from local_api import limits
+from local_api.accounts.identity import Identity, current_identity, still_valid
 from local_api.docs import spec
 from local_api.events import bus
 from local_api.generation import pipeline
 from local_api.generation.routes import NAMES
+from local_api.generation.ws_limits import POLICY_VIOLATION, REVALIDATE_EVERY, SocketCaps
 from local_api.system import status
 from local_api.validation import check, obj, parse_json
 
@@ -83,6 +85,8 @@ class Session:
             chat_id = frame.get("id")
             if name == "chat.stream":
                 check(data, CHAT)
+                with self.app.app_context():
+                    limits.charge(self.who)
                 cancel = self._claim(chat_id)
                 threading.Thread(target=self.chat, args=(data, chat_id, cancel),
                                  daemon=True).start()
@@ -216,12 +220,27 @@ class Session:
 
 
 def init_app(app: Flask) -> None:
+    settings = app.config["SETTINGS"]
+    # Frames over the body limit end the socket with 1009 before they are read whole.
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.max_body_bytes}
+    caps = SocketCaps(settings)
     sock = Sock(app)
 
     @app.before_request
     def _authenticate_socket() -> None:
-        if request.path == "/ws" and current_identity() is None:
+        if request.path != "/ws":
+            return
+        who = current_identity()
+        if who is None:
             raise Unauthorized("WebSocket needs 'Authorization: Bearer <token>' or ?token=")
+        caps.admit(who.user_id)
+        g.ws_admitted = who.user_id
+
+    @app.teardown_request
+    def _release_socket(_exc: BaseException | None) -> None:
+        user_id = g.pop("ws_admitted", None)
+        if user_id is not None:
+            caps.release(user_id)
 
     @sock.route("/ws")  # type: ignore[untyped-decorator]  # flask_sock ships no type hints
     def websocket(ws: Any) -> None:
@@ -230,11 +249,7 @@ def init_app(app: Flask) -> None:
         session = Session(ws, who, current_app._get_current_object())  # type: ignore[attr-defined]
         with bus().subscribe(who.user_id) as inbox:
             try:
-                while session.open:
-                    raw = ws.receive(timeout=0.1)
-                    if raw is not None:
-                        session.handle(raw)
-                    session.tick(inbox)
+                serve(session, inbox, settings.ws_idle_timeout)
             except Exception:  # ConnectionClosed and friends: the client left
                 pass
             finally:
@@ -243,3 +258,32 @@ def init_app(app: Flask) -> None:
     spec("WebSocket: chat.stream, system.status, model_status, chat_update", auth="user")(
         app.view_functions["websocket"]
     )
+
+
+def serve(session: Session, inbox: queue.Queue[tuple[str, dict[str, Any]]],
+          idle_timeout: float) -> None:
+    """The socket's loop: frames in, pushes out; ends (1008) when the credential is revoked,
+    or when no frame (a ``ping`` will do) came for ``idle_timeout`` seconds while no chat with
+    an id streams and no system.status subscription runs."""
+    ws = session.ws
+    now = time.monotonic()
+    last_frame, next_check = now, now + REVALIDATE_EVERY
+    while session.open:
+        raw = ws.receive(timeout=0.1)
+        now = time.monotonic()
+        if raw is not None:
+            last_frame = now
+            session.handle(raw)
+        session.tick(inbox)
+        if now >= next_check:
+            next_check = now + REVALIDATE_EVERY
+            if not still_valid(session.who):
+                session.open = False  # running chats stop at their next event
+                session.error(Unauthorized("The credential of this socket was revoked"))
+                ws.close(POLICY_VIOLATION, "credential revoked")
+                return
+        if idle_timeout and now - last_frame > idle_timeout and not session.cancels \
+                and not session.interval:
+            session.open = False
+            ws.close(POLICY_VIOLATION, f"no frame for {idle_timeout:g} s")
+            return

@@ -18,7 +18,7 @@ from flask import current_app
 
 from bridge.backends.remote import RemoteBackend
 from bridge.errors import BackendUnavailable, BridgeError, ValidationError
-from bridge.urls import redact_url, split_userinfo
+from bridge.urls import UNREACHABLE_HINT, connect_failure, redact_url, split_userinfo
 from colab_runtime.launch import RemoteRuntime
 from local_api.accounts.identity import Identity
 from local_api.remote import colab_connect, connect_request
@@ -144,6 +144,12 @@ def _probe_error(exc: BackendUnavailable, mode: str, url: str) -> BridgeError:
     if reason == "not_a_worker":
         field = "worker_url" if mode in ("worker_url", "openai_base_url") else "runtime_url"
         return ValidationError(exc.message, details={"field": field})
+    cause = _transport_cause(exc)
+    if cause is not None and mode in ("worker_url", "openai_base_url"):
+        what = "worker" if mode == "worker_url" else "OpenAI-compatible server"
+        return BackendUnavailable(
+            f"cannot reach the {what} at {redact_url(url)} ({connect_failure(cause)}): "
+            f"{UNREACHABLE_HINT}", details={**exc.details, "reason": "unreachable"})
     if mode in ("runtime_url", "credentials"):
         return BackendUnavailable(
             f"the worker started but {redact_url(url)} cannot be reached from this machine "
@@ -153,3 +159,13 @@ def _probe_error(exc: BackendUnavailable, mode: str, url: str) -> BridgeError:
     return exc
 
 
+def _transport_cause(exc: BaseException) -> BaseException | None:
+    """The connection failure (httpx, OSError) behind ``exc``, if that is what it was."""
+    import httpx
+
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError | OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

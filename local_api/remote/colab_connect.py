@@ -11,12 +11,13 @@ from typing import Any
 from flask import current_app
 from flask import request as incoming
 
-from bridge.errors import BackendUnavailable, BridgeError, Unauthorized
+from bridge.errors import BackendUnavailable, BridgeError, NotFound, Unauthorized
 from colab_runtime import drive
 from colab_runtime.colab import variant_of
 from colab_runtime.keepalive import KeepAlive
 from colab_runtime.launch import RemoteRuntime
 from colab_runtime.notebook import worker_notebook_path
+from colab_runtime.proxy import ProxyTokenRefused
 from local_api.accounts.identity import Identity
 from local_api.remote import google_account
 from local_api.remote.connect_request import ColabConnect, Target
@@ -50,8 +51,7 @@ def connect(request: ColabConnect, who: Identity, name: str, attach: Attach) -> 
         # stored with the worker: after a service restart, a VM restart meanwhile still shows
         colab["runtime_started"] = keeper.started_at
         keeper.start()  # pings during the launch too: a long install must not idle it out
-        runtime = RemoteRuntime.colab(assignment.proxy_url, assignment.proxy_token)
-        url, _ = launch(runtime, request.launch, secret, field=None)
+        url = _launch(keeper, request, secret)
         return attach(request, Target(name, "worker", url, secret, launched=True, colab=colab,
                                       client=client, keepalive=keeper), who)
     except BaseException:
@@ -61,6 +61,30 @@ def connect(request: ColabConnect, who: Identity, name: str, attach: Attach) -> 
         except BridgeError as exc:
             current_app.logger.warning("could not release %s: %s", assignment.endpoint, exc)
         raise
+
+
+def _launch(keeper: KeepAlive, request: ColabConnect, secret: str) -> str:
+    """The wheel upload and the notebook through the runtime proxy. A refused proxy token (401 or
+    an empty 404 before anything ran: expired or stale, colab-protocol.md) is renewed from the
+    assignment list and the launch tried once more; a runtime the list no longer shows is gone.
+    """
+    for attempt in (1, 2):
+        current = keeper.assignment
+        try:
+            runtime = RemoteRuntime.colab(current.proxy_url, current.proxy_token)
+            return launch(runtime, request.launch, secret, field=None)[0]
+        except ProxyTokenRefused as exc:
+            if attempt == 2:
+                raise BackendUnavailable(f"{exc.message}, and again with a token just renewed "
+                                         "from Colab's assignment list", details=exc.details
+                                         ) from exc
+            try:
+                keeper.renew()
+            except NotFound as gone:
+                raise BackendUnavailable(
+                    f"Colab took runtime {current.endpoint} back during the launch ({gone.message})"
+                    "; connect again", details={"reason": "gone"}) from gone
+    raise AssertionError("unreachable")
 
 
 def _preflight(keeper: KeepAlive) -> None:

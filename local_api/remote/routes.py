@@ -10,7 +10,7 @@ from flask.blueprints import BlueprintSetupState
 
 from bridge.errors import BridgeError, Forbidden, NotFound, ValidationError
 from bridge.models.store import QUANTIZATIONS
-from bridge.urls import redact_url
+from bridge.urls import USERINFO_HINT, redact_url, url_error, userinfo_misplaced
 from colab_runtime.colab_answers import VARIANTS
 from local_api.accounts import audit
 from local_api.accounts.identity import admin_required, current_identity
@@ -66,12 +66,15 @@ def _check_urls(body: dict[str, Any]) -> None:
     so is a query or fragment on a base URL (paths are appended to it)."""
     for field in ("redirect_uri", "runtime_url", "worker_url", "openai_base_url", "base_url"):
         if field in body:
+            if userinfo_misplaced(body[field]):
+                raise ValidationError(f"{field} is not a valid URL: {USERINFO_HINT}",
+                                      details={"field": field})
             try:
                 url = httpx.URL(body[field])
                 if not url.host:
                     raise httpx.InvalidURL("no host")
             except httpx.InvalidURL as exc:
-                message = str(exc).replace(body[field], redact_url(body[field]))
+                message = url_error(body[field], exc)
                 raise ValidationError(f"{field} is not a valid URL: {message}"[:300],
                                       details={"field": field}) from exc
             if field != "redirect_uri" and ("?" in body[field] or "#" in body[field]):

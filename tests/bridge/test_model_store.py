@@ -27,7 +27,7 @@ def test_builtin_default_model_is_listed_before_any_download(tmp_path: Path) -> 
         "SmolLM2 135M Instruct", "SmolLM2", "135M", "chat"
     )  # fmt: skip
     assert info.status == "available"
-    assert info.framework == "transformers"
+    assert info.framework == "llama.cpp"  # served from its packaged GGUF (issue 25, friction 10)
     assert info.parameters == OLLAMA_PARAMETERS  # the defaults a request that omits them gets
     assert (info.format, info.gguf_type) == ("gguf", "Q4_1")  # its packaged file
     assert [m.id for m in store.list()] == [EMBEDDING_MODEL_ID, DEFAULT_MODEL_ID]

@@ -52,7 +52,7 @@ def app(make_app: Callable[..., Flask], home: Path, fake: LocalFake, tmp_path: P
 
 
 def connect(app: Flask, **credentials: Any) -> Client:
-    return Client("http://testserver", transport=httpx.WSGITransport(app=app), **credentials)
+    return Client("http://localhost", transport=httpx.WSGITransport(app=app), **credentials)
 
 
 @pytest.fixture

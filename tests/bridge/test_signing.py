@@ -33,7 +33,7 @@ def test_a_signed_request_passes_and_headers_are_case_insensitive() -> None:
 def test_the_signature_is_hmac_sha256_over_the_documented_canonical_string() -> None:
     headers = sign(b"k", "post", "/info?a=b", b"body", timestamp=1234, nonce="n" * 16)
     digest = hashlib.sha256(b"body").hexdigest()
-    canonical = "\n".join(["bridge-hmac-v1", "POST", "/info?a=b", "1234", "n" * 16, digest])
+    canonical = "\n".join(["bridge-hmac-v2", "POST", "/info?a=b", "1234", "n" * 16, "", digest])
     expected = hmac.new(b"k", canonical.encode(), hashlib.sha256).hexdigest()
     assert headers == {
         "X-Bridge-Timestamp": "1234",
@@ -174,3 +174,35 @@ def test_the_signed_path_of_a_wsgi_request() -> None:
     environ = {"PATH_INFO": "/models/a b", "QUERY_STRING": "q=1", "SCRIPT_NAME": ""}
     assert path_from_environ(environ) == "/models/a%20b?q=1"
     assert path_from_environ({"PATH_INFO": "/info"}) == "/info"
+
+
+def test_the_key_id_is_signed_and_older_v1_signatures_still_verify() -> None:
+    clock = FakeClock(1_700_000_000)
+    headers = sign(b"k", "GET", "/info", b"", key_id="a", timestamp=int(clock()), nonce="m" * 16)
+    canonical = "\n".join(["bridge-hmac-v2", "GET", "/info", str(int(clock())), "m" * 16, "a",
+                           hashlib.sha256(b"").hexdigest()])
+    assert headers["X-Bridge-Signature"] == hmac.new(b"k", canonical.encode(),
+                                                     hashlib.sha256).hexdigest()
+    v1 = "\n".join(["bridge-hmac-v1", "GET", "/info", str(int(clock())), "v" * 16,
+                    hashlib.sha256(b"").hexdigest()])
+    old = {"X-Bridge-Timestamp": str(int(clock())), "X-Bridge-Nonce": "v" * 16,
+           "X-Bridge-Signature": hmac.new(b"k", v1.encode(), hashlib.sha256).hexdigest()}
+    assert Verifier(b"k", clock=clock).verify("GET", "/info", old) is None
+
+
+def test_a_replay_under_another_key_id_header_is_refused() -> None:
+    """One secret whatever the key-id header says (the worker): the nonce is that secret's."""
+    clock = FakeClock(1_700_000_000)
+    verifier = Verifier(b"k", clock=clock)
+    v1 = "\n".join(["bridge-hmac-v1", "GET", "/info", str(int(clock())), "r" * 16,
+                    hashlib.sha256(b"").hexdigest()])
+    captured = {"X-Bridge-Timestamp": str(int(clock())), "X-Bridge-Nonce": "r" * 16,
+                "X-Bridge-Signature": hmac.new(b"k", v1.encode(), hashlib.sha256).hexdigest()}
+    verifier.verify("GET", "/info", captured)
+    for key_id in ("other", "x" * 40):
+        with pytest.raises(Unauthorized, match="Replayed"):
+            verifier.verify("GET", "/info", {**captured, "X-Bridge-Key-Id": key_id})
+    signed_v2 = sign(b"k", "GET", "/info", b"", key_id="w", timestamp=int(clock()))
+    verifier.verify("GET", "/info", signed_v2)
+    with pytest.raises(Unauthorized, match="Invalid request signature"):
+        verifier.verify("GET", "/info", {**signed_v2, "X-Bridge-Key-Id": "other"})

@@ -23,7 +23,7 @@ from colab_runtime.worker import WorkerServer, create_worker_app
 from tests.support.app import LiveServer
 from tests.support.fakes import FakeBackend, LocalFake
 from tests.support.hub_standin import HubStandin
-from tests.support.remote import Google
+from tests.support.remote import Google, sign_in
 from tests.support.widgets import PASSWORD, SECRET, until, user
 
 
@@ -292,6 +292,33 @@ def test_connect_a_worker_then_detach_and_the_oauth_link(
         assert refused.wait(10) and refused.error_text == "This action needs an admin account"
     for widget in (connect, status, refused):
         widget.close()
+
+
+def test_colab_mode_sends_the_tunnel_the_user_chose(
+    app: Flask, sdk: Client, google: Google  # noqa: F811
+) -> None:
+    connect = ConnectWidget(sdk)
+    connect.mode.value = "colab"
+    assert connect.tunnel in connect.fields.children and connect.tunnel.value == "auto"
+    connect.client_id.value = google.credentials["client_id"]
+    connect.client_secret.value = google.credentials["client_secret"]
+    connect.connect_button.click()
+    assert connect.wait(30) and connect.error_text == ""
+    link = re.search(r"href='([^']+)'", connect.result.value)
+    assert link is not None
+    sign_in(app.test_client(), html.unescape(link.group(1)))
+    connect.connect_button.click()  # signed in; no ngrok token, the tunnel left to choose
+    assert connect.wait(30)
+    assert "a Colab runtime is reached only through a tunnel" in connect.error_text
+    assert google.colab.assignments == {}  # refused before any runtime was assigned
+    connect.ngrok_token.value = " 2abc_token "
+    assert (connect.body()["tunnel"], connect.body()["ngrok_token"]) == ("ngrok", "2abc_token")
+    connect.tunnel.value = "none"  # chosen by hand: sent as chosen
+    assert connect.body()["tunnel"] == "none"
+    connect.mode.value, connect.tunnel.value, connect.ngrok_token.value = "runtime", "auto", ""
+    connect.url.value = "http://127.0.0.1:9"
+    assert "tunnel" not in {k for k, v in connect.body().items() if v is not None}
+    connect.close()
 
 
 def test_status_shows_the_gpu_of_a_cuda_service(sdk: Client) -> None:

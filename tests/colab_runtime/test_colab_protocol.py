@@ -19,7 +19,9 @@ from bridge.errors import (
     Forbidden,
 )
 from colab_runtime.colab import ColabClient
+from colab_runtime.colab_answers import check_outcome
 from colab_runtime.keepalive import KeepAlive
+from colab_runtime.proxy import ProxyTokenRefused
 from tests.support.fake_colab import OLD_KEEPALIVE, ColabState, create_colab_app
 from tests.support.fake_google import LoopbackServer
 
@@ -97,10 +99,21 @@ def test_the_post_answer_has_integer_variant_and_fit(colab, client) -> None:
 ])
 def test_an_outcome_is_told_as_such(colab, client, outcome, error) -> None:
     state, _ = colab
-    state.outcome = outcome
+    state.outcome = outcome  # the stand-in answers its number, as the extension reads it
     with pytest.raises(error, match=outcome) as caught:
         client.assign()
     assert caught.value.details["outcome"] == outcome and state.assignments == {}
+
+
+def test_outcomes_are_read_as_numbers_and_as_names() -> None:
+    for given in (2, "QUOTA_EXCEEDED_USAGE_TIME"):
+        with pytest.raises(ColabQuotaExceeded, match="used up its Colab usage time"):
+            check_outcome({"outcome": given})
+    with pytest.raises(ColabDenied):
+        check_outcome({"outcome": 5})
+    with pytest.raises(BackendUnavailable, match="no runtime \\(outcome UNDEFINED_OUTCOME\\)"):
+        check_outcome({"outcome": 0})
+    check_outcome({"outcome": 4, "runtimeProxyInfo": {"url": "u", "token": "t"}})  # SUCCESS
 
 
 def test_503_offers_other_accelerators_and_400_says_not_entitled(colab, client) -> None:
@@ -115,14 +128,61 @@ def test_503_offers_other_accelerators_and_400_says_not_entitled(colab, client) 
         client.assign("A100")
 
 
-def test_list_entries_without_proxy_info_are_kept_not_fatal(colab, client) -> None:
+def test_browser_runtimes_are_listed_with_their_proxy_and_entries_without_it_kept(
+    colab, client
+) -> None:
     state, _ = colab
-    state.browser_runtimes.append({"endpoint": "m-s-browser", "accelerator": "T4",
-                                   "variant": "GPU", "machineShape": "STANDARD"})
+    browser = state.open_in_browser("L4")
     a = client.assign()
     listed = {x.endpoint: x for x in client.list_assignments()}
-    assert set(listed) == {a.endpoint, "m-s-browser"}
-    assert listed["m-s-browser"].proxy_url == "" and listed[a.endpoint].proxy_url
+    assert set(listed) == {a.endpoint, browser}
+    assert listed[browser].proxy_url.endswith(browser) and listed[browser].proxy_token
+    assert client.runtime_started(listed[browser])  # its token opens its proxy
+    state.listed_without_proxy = {browser}  # the extension's list: the field is optional
+    listed = {x.endpoint: x for x in client.list_assignments()}
+    assert listed[browser].proxy_url == "" and listed[a.endpoint].proxy_url
+
+
+@pytest.mark.parametrize("refusal", [404, 401])
+def test_an_expired_proxy_token_is_renewed_then_the_runtime_checked(
+    colab, client, refusal
+) -> None:
+    state, _ = colab
+    state.proxy_refusal = refusal
+    keeper = KeepAlive(client, client.assign())
+    keeper.preflight()
+    old = keeper.assignment.proxy_token
+    state.expire_proxy_tokens(keeper.assignment.endpoint)  # well before its stated expiry
+    keeper.tick()
+    assert (keeper.state, keeper.last_error) == ("alive", None)
+    fresh = keeper.assignment.proxy_token
+    assert fresh != old and state.proxy_checks[-2:] == [(old, refusal), (fresh, 200)]
+    state.expire_proxy_tokens(keeper.assignment.endpoint)
+    state.restart(keeper.assignment.endpoint)  # refused, then renewed: the restart is seen
+    keeper.tick()
+    assert (keeper.state, keeper.gone_kind) == ("gone", "restarted")
+
+
+def test_a_proxy_that_refuses_even_a_renewed_token_does_not_end_the_runtime(
+    colab, client
+) -> None:
+    state, _ = colab
+    keeper = KeepAlive(client, client.assign())
+    state.expire_proxy_tokens(keeper.assignment.endpoint)
+    state.stale_tokens = 1  # the token the next list mints is refused too
+    keeper.tick()
+    assert keeper.state == "alive" and isinstance(keeper.last_error, ProxyTokenRefused)
+    keeper.tick()  # the next round renews again; now the proxy takes it
+    assert (keeper.state, keeper.last_error) == ("alive", None)
+
+
+def test_an_expired_token_of_a_reclaimed_runtime_is_a_reclaim(colab, client) -> None:
+    state, _ = colab
+    keeper = KeepAlive(client, client.assign())
+    state.expire_proxy_tokens(keeper.assignment.endpoint)
+    state.reclaim(keeper.assignment.endpoint)  # the list decides: gone
+    keeper.tick()
+    assert (keeper.state, keeper.gone_kind) == ("gone", "reclaimed")
 
 
 def test_renewal_runs_when_keep_alive_is_refused(colab, client) -> None:
@@ -211,4 +271,5 @@ def test_a_restart_changes_the_runtimes_start_not_its_listing(colab, client) -> 
     now = client.find(a.endpoint)
     assert now is not None and before is not None
     assert client.runtime_started(now) not in (None, before)
-    assert client.runtime_started(dataclasses.replace(now, proxy_token="wrong")) is None
+    with pytest.raises(ProxyTokenRefused, match="404"):  # an empty 404, not a verdict
+        client.runtime_started(dataclasses.replace(now, proxy_token="wrong"))

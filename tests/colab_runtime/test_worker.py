@@ -108,6 +108,24 @@ def test_unsigned_wrong_secret_replayed_and_stale_requests_get_401(
     assert httpx.get(server.url + "/info", timeout=10).status_code == 401
 
 
+def test_a_captured_request_replayed_under_another_key_id_is_refused(
+    server: WorkerServer, gpu: FakeBackend
+) -> None:
+    """The key-id header selects no secret on a worker; changing it must not make a replay new."""
+    body = b'{"model": "smollm2", "prompt": "hi"}'
+    captured = sign(SECRET, "POST", "/generate", body, key_id="worker")
+    assert post_generate(server.url, captured, body).status_code == 200
+    info = sign(SECRET, "GET", "/info")
+    assert httpx.get(server.url + "/info", headers=info, timeout=10).status_code == 200
+    for key_id in ("other", "worker2", ""):
+        again = post_generate(server.url, {**captured, "X-Bridge-Key-Id": key_id}, body)
+        assert again.status_code == 401, key_id
+        replayed_info = httpx.get(server.url + "/info", headers={**info, "X-Bridge-Key-Id": key_id},
+                                  timeout=10)
+        assert replayed_info.status_code == 401, key_id
+    assert len(gpu.history) == 1
+
+
 def test_a_wrong_secret_makes_the_worker_unavailable_with_a_hint(server: WorkerServer) -> None:
     backend = RemoteBackend("colab-t4", server.url, "not-the-secret")
     try:

@@ -2,11 +2,14 @@
 endpoints pointed at the strict stand-ins (real HTTP servers on loopback) only through the
 BRIDGE_* variables, driven only through the public HTTP API.
 
-Consent through the loopback redirect; connect: assign, pre-flight, the service's own wheel
+Consent through the loopback redirect; a quota ``outcome`` given as a number (as Google's VS
+Code extension reads it) told as such; connect: assign, pre-flight, the service's own wheel
 uploaded through the runtime's contents API and installed into a kernel whose Python does not
-have this project; the worker attached and answering; the keep-alive holding the runtime past
-its ``fit``; a server-side reclaim reported within two keep-alive rounds while requests are
-answered locally; a second connect (the installed build is reused) released as released.
+have this project, although the proxy tokens the first answers hand out are stale (an empty 404:
+renewed from the assignment list); the worker attached and answering; the keep-alive holding the
+runtime past its ``fit``; every proxy token expiring mid-session (renewed, the worker serving on);
+a server-side reclaim reported within two keep-alive rounds while requests are answered locally;
+a second connect (the installed build is reused) released as released.
 
 The runtime is a real ``jupyter server`` whose ``python3`` kernel runs in its own venv: that
 venv reaches the shared environment's dependencies through one plain path line in a .pth file
@@ -126,6 +129,11 @@ def google(runtime: Jupyter) -> Iterator[tuple[OAuthState, ColabState, dict[str,
             pass
 
 
+def renewed(statuses: list[int]) -> bool:
+    """The runtime proxy refused a token (an empty 404), then took a later one."""
+    return 404 in statuses and 200 in statuses[statuses.index(404):]
+
+
 class Api:
     """The service's public HTTP API, as the user's client calls it."""
 
@@ -177,16 +185,36 @@ def test_colab_as_a_user_meets_it(
         consent = requests.get(first["auth_url"], timeout=30)  # the browser follows the redirect
         assert consent.status_code == 200 and consent.url.startswith(first["redirect_uri"])
 
+        colab.outcome = "QUOTA_EXCEEDED_USAGE_TIME"  # the assign POST answers {"outcome": 2}
+        quota = api.call("POST", CONNECT, json=body)
+        assert quota.status_code == 429, quota.text
+        error = quota.json()["error"]
+        assert error["code"] == "COLAB_QUOTA_EXCEEDED" and "used up its Colab usage time" in \
+            error["message"] and colab.assignments == {}
+        colab.outcome = None
+
+        colab.stale_tokens = 2  # the assign answer's token and the next list's: both stale
         answer = api.call("POST", CONNECT, json=body)
         assert answer.status_code == 200, answer.text
         connected = answer.json()
         assert (connected["status"], connected["worker"]) == ("connected", "colab-t4-1")
         endpoint = connected["runtime"]["endpoint"]
         assert colab.keepalives[0] == endpoint  # the pre-flight
+        refused = {token for token, status in colab.proxy_checks if status == 404}
+        assert len(colab.stale) == 2 and set(colab.stale) <= refused  # tried, refused, renewed
         assert list(runtime.root.glob("compute_bridge-*.whl"))  # uploaded (contents API)
         installed = runtime.root.glob("kernel-venv/lib/*/site-packages/compute_bridge-*")
         assert list(installed)  # and installed into the kernel's own venv
         assert api.ask() == "colab-t4-1"
+
+        checked = len(colab.proxy_checks)
+        colab.expire_proxy_tokens(endpoint)  # mid-session, long before their stated expiry
+        expired = time.monotonic()
+        while not renewed([status for _, status in colab.proxy_checks[checked:]]):
+            assert time.monotonic() - expired <= 2 * INTERVAL + 5, "the token was not renewed"
+            time.sleep(0.1)
+        assert api.ask() == "colab-t4-1"  # the worker serves on
+        assert api.status()["lost"] == [] and endpoint in colab.assignments
 
         at = time.time()
         while time.time() - at < FIT + 2 * INTERVAL:  # idle past fit: only keep-alive holds it

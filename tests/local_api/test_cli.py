@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -176,6 +177,11 @@ def test_serve_starts_answers_and_stops(tmp_path: Path, stop: signal.Signals) ->
             assert first.startswith("Compute Bridge listening on http://127.0.0.1:"), first
             url = first.split()[-1]
             assert process.stdout.readline().strip() == f"Data directory: {tmp_path / 'home'}"
+            # next steps for a newcomer: the landing page, then an account, a login, a chat
+            assert process.stdout.readline().startswith(f"Next: open {url}/ for the docs")
+            steps = [process.stdout.readline().strip() for _ in range(3)]
+            assert steps[1] == f"bridge login --username NAME --url {url}"
+            assert steps[2] == 'bridge chat "Hello!"'
             assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         finally:
             process.send_signal(stop)
@@ -229,3 +235,17 @@ def test_models_prepare_fills_the_store(
     assert main(["models", "prepare", "--home", str(home)]) == 0
     assert capsys.readouterr().out == f"{DEFAULT_MODEL_ID}: ready in {model_store.root}\n"
     assert model_store.is_complete(DEFAULT_MODEL_ID)
+
+
+def test_serve_on_a_busy_port_is_one_line_with_the_fix(
+    capsys: pytest.CaptureFixture[str], home: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--home", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"bridge: error: port {port} on 127.0.0.1 is already in use (another "
+                   f"`bridge serve`?): stop it, or start on another port: `make run "
+                   f"PORT={port + 1}` or `bridge serve --port {port + 1}`\n")

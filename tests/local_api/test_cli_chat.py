@@ -120,6 +120,11 @@ def test_chat_errors_are_one_line_with_their_exit_code(
 ) -> None:
     err = one_error_line(cli("chat", "hi", "-m", "llama-99b"), 1)
     assert err == "bridge: error: Model not found: llama-99b (see `bridge models list`)\n"
+    # listed as downloadable, not downloaded: say so, and how to get it
+    err = one_error_line(cli("chat", "hi", "-m", "smollm2-360m-instruct"), 1)
+    assert err == ("bridge: error: Model 'smollm2-360m-instruct' is not downloaded yet: run "
+                   "`bridge models pull smollm2-360m-instruct` (or POST /api/v1/models/download"
+                   ' {"model_id": "smollm2-360m-instruct"})\n')
     err = one_error_line(cli("chat", "hi", "-t", "5"), 2)  # the service refused it as invalid
     assert err == "bridge: error: parameters.temperature: must be at most 2\n"
     err = one_error_line(cli("chat", "hi", "--api-key", "cb_not_a_real_key"), 1)

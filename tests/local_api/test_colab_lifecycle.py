@@ -142,6 +142,23 @@ def test_a_failed_pre_flight_releases_the_runtime_and_says_why(
     assert any("/tun/m/unassign/" in path for _, path in google.colab.requests)
 
 
+def test_a_proxy_that_refuses_even_a_renewed_token_fails_the_connect_and_releases(
+    build: Callable[..., Flask], google: Google, home: Path
+) -> None:
+    client = build().test_client()
+    headers, body = signed_in(client, google, package_spec="compute-bridge==0.1.0")
+    google.colab.stale_tokens = 10  # every token the control plane hands out is stale
+    answer = client.post(CONNECT, headers=headers, json=body)
+    assert answer.status_code == 503, answer.get_json()
+    error = answer.get_json()["error"]
+    assert "refused its token on the kernel start (404)" in error["message"]
+    assert "again with a token just renewed" in error["message"]
+    assert error["details"] == {"reason": "proxy_token", "upstream_status": 404}
+    assert not any(token in answer.get_data(as_text=True) for token in google.colab.stale)
+    assert google.colab.assignments == {}  # released, not left billed
+    assert rows(home, "SELECT name FROM workers") == []
+
+
 def attach_colab_worker(app: Flask, google: Google, worker_url: str, *,
                         preflight: bool = False) -> None:
     """A Colab worker attached as a connect leaves it (the launch itself: test_chain.py);

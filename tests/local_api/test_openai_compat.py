@@ -7,6 +7,7 @@ real default model. The blueprint is registered here when create_app does not do
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -266,13 +267,19 @@ def test_rate_limited(
         key = api_key(http)  # creating the key is the user's first request
         with sdk(server.url, key) as client:
             client.models.list()
-            client.models.list()
+            raw = client.models.with_raw_response.list()  # OpenAI's own header names
             with pytest.raises(openai.RateLimitError) as caught:
                 client.models.list()
+    assert raw.headers["x-ratelimit-limit-requests"] == "3"
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+    assert re.fullmatch(r"(\d+m)?\d+s", raw.headers["x-ratelimit-reset-requests"])
     error = caught.value
     assert error.code == "rate_limit_exceeded" and error.type == "requests"
     assert 1 <= int(error.response.headers["Retry-After"]) <= 60
     assert error.response.headers["X-RateLimit-Remaining"] == "0"
+    # what the openai client reads first to time its retry (_parse_retry_after_header)
+    assert int(error.response.headers["retry-after-ms"]) == 1000 * int(
+        error.response.headers["Retry-After"])
 
 
 @pytest.mark.model

@@ -30,7 +30,7 @@ def readme_headers(api_key: str, key_id: str, method: str, path: str,
     signing_key = hmac.new(api_key.encode(), b"bridge-request-signing-v1",
                            hashlib.sha256).hexdigest()
     timestamp, nonce = str(int(time.time())), secrets.token_urlsafe(18)
-    message = "\n".join(["bridge-hmac-v1", method.upper(), path, timestamp, nonce,
+    message = "\n".join(["bridge-hmac-v2", method.upper(), path, timestamp, nonce, key_id,
                          hashlib.sha256(body).hexdigest()])
     signature = hmac.new(signing_key.encode(), message.encode(), hashlib.sha256).hexdigest()
     return {"X-Bridge-Key-Id": key_id, "X-Bridge-Timestamp": timestamp,

@@ -20,6 +20,10 @@ from tests.support.fake_google import Tokens
 XSSI = ")]}'\n"
 OLD_KEEPALIVE = "/$rpc/google.internal.colab.v1.RuntimeService/KeepAliveAssignment"
 VARIANT_NUMBERS = {"DEFAULT": 0, "GPU": 1, "TPU": 2}  # CLI: the POST answers integers
+# EXT (src/colab/client/v1/api.ts, enum Outcome): the POST's `outcome` is a number
+OUTCOME_NUMBERS = {"QUOTA_DENIED_REQUESTED_VARIANTS": 1, "QUOTA_EXCEEDED_USAGE_TIME": 2,
+                   "SUCCESS": 4, "DENYLISTED": 5}
+PROXY_TOKEN_HEADER, PROXY_TOKEN_QUERY = "X-Colab-Runtime-Proxy-Token", "colab-runtime-proxy-token"
 
 
 @dataclass
@@ -35,17 +39,25 @@ class ColabState:
     now: float = 1_000_000.0
     clock: Callable[[], float] | None = None  # set: `now` follows it (a test on real time)
     assignments: dict[str, dict[str, Any]] = field(default_factory=dict)
-    browser_runtimes: list[dict[str, Any]] = field(default_factory=list)  # no runtimeProxyInfo
+    # EXT (ListedAssignmentSchema): runtimeProxyInfo is optional in a list entry; these
+    # endpoints are listed without it (CLI: the field is required, so by default it is there)
+    listed_without_proxy: set[str] = field(default_factory=set)
     tickets: set[str] = field(default_factory=set)
     keepalives: list[str] = field(default_factory=list)
     reclaimed: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: list[tuple[int, str]] = field(default_factory=list)  # (status, raw body)
-    outcome: str | None = None  # CLI: QUOTA_DENIED_REQUESTED_VARIANTS, ..., DENYLISTED
+    outcome: str | None = None  # a name of OUTCOME_NUMBERS; the POST answers its number (EXT)
     unavailable: set[str] = field(default_factory=set)  # EXT: 503 on assign (none free now)
     not_entitled: set[str] = field(default_factory=set)  # EXT: 400 on assign
     keepalive_refusal: int | None = None  # an HTTP status every keep-alive answers
     booting: int = 0  # CLI: the next N runtime-proxy checks answer 502 (a VM still booting)
+    # CLI (contents.py; PRs #123, #136, issue #106): the proxy answers an expired or stale token
+    # with an empty 404, sometimes a 401, as it answers for a runtime that is gone
+    proxy_refusal: int = 404
+    stale_tokens: int = 0  # the next N proxy tokens minted are stale from the start (refused)
+    stale: list[str] = field(default_factory=list)  # the stale tokens handed out
+    proxy_checks: list[tuple[str, int]] = field(default_factory=list)  # (token, status) seen
     # EXT: user-info's eligibleAccelerators, [{variant: VARIANT_GPU, models: [...]}] (a free
     # account: T4 only); the extension tries these when assign answers 503
     eligible: dict[str, list[str]] = field(
@@ -59,6 +71,30 @@ class ColabState:
         """Take a runtime back, as Colab does server-side."""
         if self.assignments.pop(endpoint, None) is not None:
             self.reclaimed.append(endpoint)
+
+    def open_in_browser(self, accelerator: str = "T4") -> str:
+        """A runtime the user opened in Colab's web page (another notebook): CLI, it is listed
+        with the rest, runtimeProxyInfo included."""
+        endpoint = f"m-s-{accelerator.lower()}-browser-{next(self.counter)}"
+        self.assignments[endpoint] = {
+            "endpoint": endpoint, "accelerator": accelerator, "variant": "GPU",
+            "nbh": secrets.token_hex(22), "since": self.now, "active_at": self.now}
+        return endpoint
+
+    def expire_proxy_tokens(self, endpoint: str) -> None:
+        """Every proxy token of this runtime stops working now (expired or stale); the runtime
+        runs on and the list mints fresh ones."""
+        tokens = self.assignments[endpoint].setdefault("tokens", {})
+        for token in tokens:
+            tokens[token] = self.now
+
+    def proxy_answer(self, token: str) -> tuple[dict[str, Any] | None, int]:
+        """The runtime a live proxy token opens (None: refused) and the status the proxy gives."""
+        live = next((a for a in self.assignments.values()
+                     if self.now < a.get("tokens", {}).get(token, 0)), None)
+        status = 200 if live is not None else self.proxy_refusal
+        self.proxy_checks.append((token, status))
+        return live, status
 
     def restart(self, endpoint: str) -> None:
         """Restart a runtime's VM: the assignment stays listed under the same endpoint, but its
@@ -88,7 +124,10 @@ def create_colab_app(state: ColabState) -> Flask:
         # (an older token stays good until it expires)
         item["token"] = "proxy-" + secrets.token_urlsafe(8)
         item["expires_at"] = state.now + state.token_ttl
-        item.setdefault("tokens", {})[item["token"]] = item["expires_at"]
+        stale = state.stale_tokens > 0
+        state.stale_tokens -= stale
+        state.stale += [item["token"]] if stale else []
+        item.setdefault("tokens", {})[item["token"]] = 0 if stale else item["expires_at"]
         base = state.runtime_url or f"{request.host_url}runtime/{item['endpoint']}"
         return {"url": base, "token": item["token"], "tokenExpiresInSeconds": state.token_ttl}
 
@@ -136,8 +175,8 @@ def create_colab_app(state: ColabState) -> Flask:
             return xssi({"acc": acc, "nbh": nbh, "p": False, "token": ticket, "variant": variant})
         if request.headers.get("X-Goog-Colab-Token") not in state.tickets:
             abort(400)
-        if state.outcome:  # CLI: an outcome and no runtime
-            return xssi({"outcome": state.outcome})
+        if state.outcome:  # EXT: an outcome, as its number, and no runtime
+            return xssi({"outcome": OUTCOME_NUMBERS[state.outcome]})
         if acc in state.not_entitled:  # EXT: 400 with an accelerator: not entitled
             abort(400)
         if acc in state.unavailable:  # EXT: 503, then it tries other eligible accelerators
@@ -153,9 +192,10 @@ def create_colab_app(state: ColabState) -> Flask:
 
     @app.get("/tun/m/assignments")
     def assignments() -> Any:
-        listed = [{**public(a), "machineShape": "STANDARD", "runtimeProxyInfo": proxy_info(a)}
-                  for a in state.assignments.values()]
-        return xssi({"assignments": listed + state.browser_runtimes})  # CLI: proxy info missing
+        listed = [{**public(a), "machineShape": "STANDARD"} | (
+            {} if a["endpoint"] in state.listed_without_proxy else
+            {"runtimeProxyInfo": proxy_info(a)}) for a in state.assignments.values()]
+        return xssi({"assignments": listed})
 
     @app.route("/tun/m/unassign/<endpoint>", methods=["GET", "POST"])
     def unassign(endpoint: str) -> Any:
@@ -192,15 +232,21 @@ def create_colab_app(state: ColabState) -> Flask:
         return {"subscriptionTier": state.tier, "paidComputeUnitsBalance": 0,
                 "eligibleAccelerators": groups}
 
+    def refused(status: int) -> Response:
+        return Response(status=status)  # CLI (contents.py): an empty body, no JSON
+
     def proxied(endpoint: str) -> dict[str, Any]:
         item = state.assignments.get(endpoint)
-        if item is None:
-            abort(404)
-        if not request.headers.get("X-Colab-Client-Agent"):  # EXT: required on proxy requests
+        if item is None:  # CLI: a gone runtime gets the same empty 404 as an expired token
+            abort(refused(404))
+        header = request.headers.get(PROXY_TOKEN_HEADER, "")
+        # EXT: X-Colab-Client-Agent required with the token header; CLI (contents.py): REST
+        # takes the token as the query parameter alone
+        if header and not request.headers.get("X-Colab-Client-Agent"):
             abort(400)
-        token = request.headers.get("X-Colab-Runtime-Proxy-Token", "")
-        if state.now >= item["tokens"].get(token, 0):
-            abort(401)
+        live, status = state.proxy_answer(header or request.args.get(PROXY_TOKEN_QUERY, ""))
+        if live is not item:
+            abort(refused(status if live is None else 404))
         return item
 
     @app.get("/runtime/<endpoint>/api")
@@ -216,17 +262,21 @@ def create_colab_app(state: ColabState) -> Flask:
         started = f"2026-11-30T{item.get('boots', 0):02d}:00:00.000000Z"
         return {"started": started, "last_activity": started, "connections": 0, "kernels": 1}
 
+    @app.route("/runtime/<endpoint>/api/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
+    def runtime_elsewhere(endpoint: str, rest: str) -> Any:
+        """Any other Jupyter path: past the token check, Jupyter's own JSON 404."""
+        proxied(endpoint)
+        return {"message": f"Not found: /api/{rest}", "reason": None}, 404
+
     @app.get("/runtime/check")
     def runtime_check() -> Any:
         """For a runtime standing in behind this proxy: is this proxy token live?"""
         if state.booting > 0:  # CLI: a fresh VM answers 502 for a while
             state.booting -= 1
             abort(502)
-        token = request.headers.get("X-Colab-Runtime-Proxy-Token")
-        live = next((a for a in state.assignments.values()
-                     if state.now < a["tokens"].get(token, 0)), None)
+        live, status = state.proxy_answer(request.headers.get(PROXY_TOKEN_HEADER, ""))
         if live is None:
-            abort(401)
+            return refused(status)
         live["active_at"] = state.now  # traffic through the proxy counts as activity
         return {"live": True}
 

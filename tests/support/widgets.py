@@ -43,7 +43,7 @@ def widget_app(make_app: Callable[..., Flask], home: Path, widget_fake: LocalFak
 
 def user(app: Flask, name: str = "alice") -> Client:
     """A client for ``name`` (registered now; the first one is the admin)."""
-    client = Client("http://testserver", username=name, password=PASSWORD,
+    client = Client("http://localhost", username=name, password=PASSWORD,
                     transport=httpx.WSGITransport(app=app))
     client.auth.register(name, f"{name}@example.org", PASSWORD)
     return client
