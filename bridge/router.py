@@ -19,7 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from bridge.circuit import WorkerState
-from bridge.errors import BackendUnavailable, BridgeError, Conflict, NotFound
+from bridge.embeddings import Embeddings, EmbedRequest
+from bridge.errors import BackendUnavailable, BridgeError, Conflict, NotFound, ValidationError
 from bridge.types import Backend, BackendSwitched, Done, Event, GenerateRequest, Token
 
 log = logging.getLogger(__name__)
@@ -88,16 +89,10 @@ class Router:
         """Every backend with its health, for GET /system/status."""
         out: list[dict[str, Any]] = []
         if self.local is not None:
-            out.append(
-                {
-                    "name": self.local.name,
-                    "kind": "local",
-                    "healthy": bool(self.local.ready()),
-                    "latency_ms": None,
-                    "models": models_of(self.local),
-                    "runtime_info": dict(getattr(self.local, "runtime_info", None) or {}),
-                }
-            )
+            out.append({"name": self.local.name, "kind": "local",
+                        "healthy": bool(self.local.ready()), "latency_ms": None,
+                        "models": models_of(self.local),
+                        "runtime_info": dict(getattr(self.local, "runtime_info", None) or {})})
         now = self._clock()
         with self._lock:
             out.extend(w.describe(now, self.cooldown) for w in self._workers.values())
@@ -202,8 +197,8 @@ class Router:
             names.extend(name for name, w in self._workers.items() if _lists(w, model))
         return names
 
-    def _acquire(self, model: str) -> WorkerState | None:
-        """Pick the worker for ``model`` and count the request against it."""
+    def _acquire(self, model: str, need: str = "generate") -> WorkerState | None:
+        """Pick the worker for ``model`` (one with a ``need`` method) and count the request."""
         now = self._clock()
         with self._lock:
             eligible: list[tuple[float, float, int, WorkerState]] = []
@@ -213,7 +208,7 @@ class Router:
                     continue
                 if circuit == "closed" and w.healthy is False:
                     continue
-                if not _lists(w, model):
+                if not _lists(w, model) or not callable(getattr(w.backend, need, None)):
                     continue
                 latency = w.latency_ms if w.latency_ms is not None else float("inf")
                 eligible.append((w.outstanding, latency, index, w))
@@ -267,6 +262,30 @@ class Router:
         if error is None:
             return
         yield from self._fail_over(worker.backend.name, request, "".join(sent), len(sent), error)
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """Embeddings from the backend the same rules pick (a worker that has the model and
+        embeds, else local); a worker's failure (not a refusal of the input) goes local."""
+        worker = self._acquire(request.model, "embed")
+        if worker is not None:
+            error: BaseException | None = None
+            try:
+                embed: Callable[[EmbedRequest], Embeddings] = worker.backend.embed  # type: ignore[attr-defined]
+                return replace(embed(request), backend=worker.backend.name)
+            except Exception as exc:
+                error = None if isinstance(exc, ValidationError | NotFound) else exc
+                if self.local is None or error is None:
+                    raise
+                log.warning("worker %s failed to embed, answering locally: %s",
+                            worker.backend.name, exc)  # fmt: skip
+            finally:
+                with self._lock:
+                    worker.outstanding -= 1
+                    self._record(worker, error)
+        local: Callable[[EmbedRequest], Embeddings] | None = getattr(self.local, "embed", None)
+        if self.local is None or local is None:
+            raise BackendUnavailable(self._why_none(request.model))
+        return replace(local(request), backend=self.local.name)
 
     def _fail_over(
         self, name: str, request: GenerateRequest, text: str, count: int, error: BaseException

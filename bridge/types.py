@@ -48,6 +48,9 @@ class GenerateRequest:
     # Structured output: the JSON schema the answer must match, as compact JSON text ("" for
     # none; bridge.structured checks it). The engine constrains decoding to it.
     json_schema: str = ""
+    # Log-probabilities of the generated tokens: None off, else how many most likely
+    # alternatives each token lists beside it (0-20, OpenAI's top_logprobs).
+    logprobs: int | None = None
 
     @property
     def deterministic(self) -> bool:
@@ -57,6 +60,9 @@ class GenerateRequest:
 @dataclass(frozen=True)
 class Token:
     text: str
+    # With GenerateRequest.logprobs: the tokens decoded since the last Token event, each
+    # {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]} (OpenAI's shape).
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ def _line(obj: dict[str, Any]) -> bytes:
 def encode_event(event: Event) -> bytes:
     """One event as one NDJSON line (ending in a newline)."""
     if isinstance(event, Token):
-        return _line({"type": "token", "text": event.text})
+        extra = {"logprobs": list(event.logprobs)} if event.logprobs else {}
+        return _line({"type": "token", "text": event.text, **extra})
     if isinstance(event, BackendSwitched):
         return _line(
             {
@@ -106,7 +107,8 @@ def decode_event(line: bytes | str) -> Event:
         raise _bad("a line is not a JSON object")
     kind = obj.get("type")
     if kind == "token":
-        return Token(_str(obj, "text"))
+        probs = obj.get("logprobs") or []
+        return Token(_str(obj, "text"), tuple(p for p in probs if isinstance(p, dict)))
     if kind == "done":
         finish = _str(obj, "finish_reason", "stop")
         return Done(
@@ -220,6 +222,10 @@ def request_from_dict(data: Any) -> GenerateRequest:
     truncate = data.get("truncate", False)
     if not isinstance(truncate, bool):
         raise ValidationError("truncate must be a boolean", details={"field": "truncate"})
+    logprobs = data.get("logprobs")
+    if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)
+                                 or not 0 <= logprobs <= 20):  # fmt: skip
+        raise ValidationError("logprobs must be null or 0-20", details={"field": "logprobs"})
     request = GenerateRequest(
         model=model,
         prompt=_text(data, "prompt"),
@@ -237,5 +243,6 @@ def request_from_dict(data: Any) -> GenerateRequest:
         prefill=_text(data, "prefill"),
         chat=chat,
         json_schema=_schema(data),
+        logprobs=logprobs,
     )
     return params.check(request)  # the same check as the API's, so the two cannot drift

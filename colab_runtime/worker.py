@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer
 
 from bridge.config import WORKER_SECRET_ENV, WorkerSettings
+from bridge.embeddings import EmbedRequest
 from bridge.errors import BridgeError, NotSupported, ValidationError
 from bridge.router import close_stream, models_of
 from bridge.serving import create_server
@@ -147,6 +148,14 @@ def create_worker_app(
         events = Primed(backend.generate(gen_request))  # errors before any byte: a status
         lines = encode_stream(events, lambda event: (encode_event(event),), encode_error)
         return Response(lines, mimetype=CONTENT_TYPE)
+
+    @app.post("/embed")
+    def embed() -> Response:
+        embed_ = getattr(backend, "embed", None)
+        if not callable(embed_):
+            raise NotSupported(f"backend {backend.name!r} does not embed")
+        result = embed_(EmbedRequest.from_dict(request.get_json(force=True, silent=True)))
+        return jsonify(result.as_dict())
 
     @app.post("/models/load")
     def load_model() -> Response:

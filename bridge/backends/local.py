@@ -14,14 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bridge.backends.engines import (
-    Engine,
-    Loaded,
-    choose_engine,
-    encode,
-    gguf_in,
-    stream,
-)
+from bridge.backends.embedding import EmbeddingSide
+from bridge.backends.engines import Engine, Loaded, choose_engine, encode, gguf_in, stream
 from bridge.backends.engines.llama_server import missing as llama_server_missing
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import (
@@ -44,8 +38,9 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 120.0  # how long an unload waits for the streams still reading a model
 
 
-class LocalBackend:
-    """The Backend protocol over local models, each served by its engine."""
+class LocalBackend(EmbeddingSide):
+    """The Backend protocol over local models, each served by its engine (embedding models by
+    the embedding engine: bridge/backends/embedding.py)."""
 
     name = "local"
 
@@ -78,6 +73,7 @@ class LocalBackend:
             servers = {m: s.engine.stats() for m, s in self._slots.items()
                        if hasattr(s.engine, "stats")}  # fmt: skip
         return {"engine_setting": self.engine, "engines": engines, "llama_servers": servers,
+                "expires_at": {m: self.expires_at(m) for m in engines},
                 "engine_faults": self.faults[-10:], "engine_restarts": len(self.faults),
                 "llama_cpp": {"available": self.llama_cpp_missing is None,
                               "reason": self.llama_cpp_missing}}  # fmt: skip
@@ -101,11 +97,24 @@ class LocalBackend:
         """Whether this backend can serve ``model_id``: it is in the local store."""
         return self.store.has(model_id)
 
+    def keep(self, model_id: str, seconds: float) -> None:
+        """Keep a loaded model ``seconds`` idle from now (inf: until unloaded), as a request's
+        ``keep_alive`` asks; a model not loaded is left alone."""
+        if (slot := self._slots.get(model_id)) is not None:
+            slot.keep_alive, slot.last_used = seconds, time.monotonic()
+
+    def expires_at(self, model_id: str) -> float | None:
+        """When (epoch seconds) a loaded model unloads if left idle; None: never or not loaded."""
+        slot = self._slots.get(model_id)
+        hold = slot.keep_alive if slot and slot.keep_alive is not None else self.keep_alive
+        if slot is None or hold is None or hold == float("inf"):
+            return None
+        return time.time() + hold - (time.monotonic() - slot.last_used)
+
     def unload_idle(self) -> list[str]:
-        """Unload models unused for ``keep_alive`` seconds; returns their ids."""
-        idle_since = time.monotonic() - (self.keep_alive if self.keep_alive is not None else 1e18)
-        gone = [model_id for model_id, slot in list(self._slots.items())
-                if not slot.active and slot.last_used < idle_since]
+        """Unload models idle past their keep-alive (the request's, else the backend's)."""
+        gone = [model_id for model_id, slot in list(self._slots.items()) if not slot.active
+                and (until := self.expires_at(model_id)) is not None and until <= time.time()]
         for model_id in gone:
             self.unload(model_id)
         return gone
@@ -166,6 +175,8 @@ class LocalBackend:
             engine: Engine = self._load_checked(model_id, stored, lambda: LlamaCppEngine(
                 gguf, how, binary=self.llama_server, cache_prompt=self.prompt_cache))  # fmt: skip
             return engine
+        if self.store.get(model_id).type == "embedding":
+            return self._open_embedding(model_id, device)
         from transformers import AutoTokenizer
 
         from bridge.backends.engines.transformers import TransformersEngine
@@ -260,9 +271,26 @@ class LocalBackend:
 
     def count_tokens(self, model_id: str, text: str) -> int:
         """Tokens ``text`` takes for this model."""
+        return len(self.tokenize(model_id, text)[0])
+
+    def tokenize(self, model_id: str, text: str = "", messages: list[dict[str, str]] | None = None,
+                 ) -> tuple[list[int], int]:  # fmt: skip
+        """(token ids, the model's context): of ``text``, or of ``messages`` rendered with the
+        model's chat template (what a chat request's prompt takes)."""
         slot = self._slot(model_id)
-        self._release(slot)
-        return len(slot.engine.tokenize(text))
+        try:
+            prompt = slot.engine.template(messages) if messages else text
+            return slot.engine.tokenize(prompt), slot.engine.context
+        finally:
+            self._release(slot)
+
+    def detokenize(self, model_id: str, ids: list[int]) -> str:
+        """The text of token ids for this model."""
+        slot = self._slot(model_id)
+        try:
+            return slot.engine.detokenize(ids)
+        finally:
+            self._release(slot)
 
     def generate(self, request: GenerateRequest) -> Iterator[Event]:
         """Stream Token events, then one Done (the model loads on first use)."""
@@ -272,6 +300,10 @@ class LocalBackend:
             slot = self._slot(request.model)
             sent = False
             try:
+                if request.logprobs is not None and slot.engine.name != "llama.cpp":
+                    raise NotSupported(
+                        f"logprobs come from the llama.cpp engine; {request.model!r} is served "
+                        f"by the {slot.engine.name} engine, which does not return them")
                 for event in stream(slot.engine, request, *encode(slot.engine, request)):
                     sent = True
                     yield event

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from bridge.embeddings import Embeddings, EmbedRequest
 from bridge.errors import BackendUnavailable, BridgeError, ModelNotFound, ValidationError
 from bridge.types import Done, Event, GenerateRequest, Token
 from bridge.urls import split_userinfo
@@ -83,6 +84,23 @@ class OpenAIBackend:
         if status in (400, 422):
             return ValidationError(f"{self.name}: {message}")
         return self._unavailable(f"HTTP {status}: {message}")
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """POST /v1/embeddings (float vectors), sorted back into input order."""
+        body: dict[str, Any] = {"model": request.model, "input": list(request.inputs),
+                                "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        try:
+            response = self._client.post("/embeddings", json=body)
+        except httpx.HTTPError as exc:
+            raise self._unavailable(f"POST /embeddings failed ({type(exc).__name__})") from exc
+        if response.status_code >= 400:
+            raise self._error(response, request.model)
+        answer = response.json()
+        rows = sorted(answer["data"], key=lambda row: row["index"])
+        return Embeddings([[float(x) for x in row["embedding"]] for row in rows],
+                          int((answer.get("usage") or {}).get("prompt_tokens") or 0))
 
     def probe(self) -> dict[str, Any]:
         """List /v1/models: healthy, latency_ms, models, runtime_info."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from bridge.embeddings import Embeddings, EmbedRequest
 from bridge.errors import BackendUnavailable, BridgeError, error_for_code
 from bridge.signing import sign
 from bridge.types import Done, Event, GenerateRequest
@@ -191,6 +192,10 @@ class RemoteBackend:
             except BridgeError:
                 self._healthy, self._checked_at = False, now
         return self._healthy
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """The worker's embeddings (POST /embed, one JSON answer)."""
+        return Embeddings.from_dict(self._call("POST", "/embed", request.as_dict()))
 
     def load_model(
         self, model_id: str, quantization: str | None = None, *, timeout: float | None = None

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bridge import config
 from bridge.config import DEFAULT_MODEL_FILE, DEFAULT_MODEL_ID, DEFAULT_MODEL_PACKAGE
 from bridge.errors import BackendUnavailable, Conflict, ModelNotFound, ValidationError
 
@@ -47,7 +48,9 @@ class ModelInfo:
     name: str
     family: str
     size: str
-    type: str = "chat"
+    type: str = "chat"  # or "embedding" (bridge.models.embedding)
+    dimensions: int = 0  # an embedding model's vector size
+    pooling: str = ""  # an embedding model's pooling ("mean, normalized")
     status: str = "available"
     parameters: dict[str, float | int] = field(default_factory=lambda: dict(GENERIC_PARAMETERS))
     quantization: list[str] = field(default_factory=lambda: list(QUANTIZATIONS))
@@ -77,11 +80,14 @@ BUILTIN: dict[str, ModelInfo] = {
         framework="llama.cpp",  # the packaged GGUF; a converted copy's manifest says transformers
         gguf_type="Q4_1",
         source=f"pypi:{DEFAULT_MODEL_PACKAGE} ({DEFAULT_MODEL_FILE})",
-    )
+    ),
+    config.EMBEDDING_MODEL_ID: ModelInfo(
+        id=config.EMBEDDING_MODEL_ID, name="all-MiniLM-L6-v2", family="BERT", size="22M",
+        type="embedding", dimensions=384, pooling="mean, normalized", parameters={},
+        quantization=["none"], source=f"pypi:{config.EMBEDDING_MODEL_PACKAGE} (model.zip)"),
 }
-_META_FIELDS = tuple(
-    "name family size type parameters quantization framework format gguf_type source".split()
-)
+_META_FIELDS = tuple("name family size type dimensions pooling parameters quantization framework "
+                     "format gguf_type source".split())
 
 
 def sha256_file(path: Path) -> str:
@@ -235,15 +241,12 @@ class ModelStore:
         for name, entry in manifest["files"].items():
             file = info.path / name
             if not file.is_file():
-                raise ModelCorrupted(
-                    f"Model {model_id!r}: file {name} is missing",
-                    details={"model": model_id, "file": name},
-                )
+                raise ModelCorrupted(f"Model {model_id!r}: file {name} is missing",
+                                     details={"model": model_id, "file": name})
             if file.stat().st_size != entry["bytes"] or sha256_file(file) != entry["sha256"]:
-                raise ModelCorrupted(
-                    f"Model {model_id!r}: file {name} does not match its sha256 in the manifest",
-                    details={"model": model_id, "file": name},
-                )
+                raise ModelCorrupted(f"Model {model_id!r}: file {name} does not match its "
+                                     "sha256 in the manifest",
+                                     details={"model": model_id, "file": name})
         return info
 
     def is_complete(self, model_id: str) -> bool:

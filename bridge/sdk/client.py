@@ -8,7 +8,8 @@ Where and who, when not given: ``$BRIDGE_URL`` and ``$BRIDGE_API_KEY``, else the
 Credentials: an API key (``api_key=``, ``$BRIDGE_API_KEY``, the stored login), or a
 username and password (logged in on first use; the access token is refreshed, or the login
 redone, when the service answers 401). Resources: ``auth``, ``user``, ``models``, ``chat``,
-``conversations``, ``system``, ``colab``, ``db``, ``admin``; ``generate`` is FT's shape.
+``embeddings``, ``tokens``, ``conversations``, ``system``, ``colab``, ``db``, ``admin``;
+``generate`` is FT's shape.
 
 Every failure raises one tree, the service's own (``bridge.errors``), keyed by the
 envelope's ``code``::
@@ -31,6 +32,7 @@ from typing import Any, Literal, overload
 import httpx
 
 from bridge.errors import BridgeError, ServiceUnreachable, Unauthorized
+from bridge.sdk.embeddings import Embeddings
 from bridge.sdk.resources import (
     Admin,
     Auth,
@@ -45,6 +47,7 @@ from bridge.sdk.resources import (
     parameters_of,
 )
 from bridge.sdk.stream import ChatStream, error_from_response
+from bridge.sdk.tokens import Tokens
 from bridge.sdk.types import Generation
 
 USER_AGENT = "compute-bridge-sdk/0.1"
@@ -105,6 +108,8 @@ class Client:
         self.user = User(self)
         self.models = Models(self)
         self.chat = Chat(self)
+        self.embeddings = Embeddings(self)
+        self.tokens = Tokens(self)
         self.conversations = Conversations(self)
         self.system = System(self)
         self.colab = Colab(self)

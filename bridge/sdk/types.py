@@ -125,8 +125,10 @@ class Model(Record):
     name: str
     size: str | None
     family: str | None
-    type: str
+    type: str  # chat or embedding
     status: str
+    dimensions: int | None  # an embedding model's vector size
+    pooling: str | None  # an embedding model's pooling ("mean, normalized")
     parameters: Record
     quantization_options: list[str]
     source: str | None

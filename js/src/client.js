@@ -19,7 +19,9 @@ import {
   User,
   parametersOf,
 } from "./resources.js";
+import { Embeddings } from "./embeddings.js";
 import { openSocket } from "./socket.js";
+import { Tokens } from "./tokens.js";
 import { ChatStream } from "./stream.js";
 
 export const VERSION = "0.1.0";
@@ -138,6 +140,8 @@ export class Client {
     this.user = new User(this);
     this.models = new Models(this);
     this.chat = new Chat(this);
+    this.embeddings = new Embeddings(this);
+    this.tokens = new Tokens(this);
     this.conversations = new Conversations(this);
     this.system = new System(this);
     this.colab = new Colab(this);

@@ -2,7 +2,8 @@
 //
 //   BridgeError                      500 INTERNAL_ERROR
 //   ├── ValidationError              400 VALIDATION_ERROR
-//   │   └── ContextLengthExceeded    400 CONTEXT_LENGTH_EXCEEDED
+//   │   ├── ContextLengthExceeded    400 CONTEXT_LENGTH_EXCEEDED
+//   │   └── ModelTypeMismatch        400 MODEL_TYPE_MISMATCH  (an embedding model asked to chat, ...)
 //   ├── Unauthorized                 401 UNAUTHORIZED
 //   ├── Forbidden                    403 FORBIDDEN
 //   ├── NotFound                     404 NOT_FOUND
@@ -58,6 +59,12 @@ export class ValidationError extends BridgeError {
 export class ContextLengthExceeded extends ValidationError {
   static code = "CONTEXT_LENGTH_EXCEEDED";
   static defaultMessage = "The prompt does not fit the context";
+}
+
+/** An embedding model asked to generate text, or a text model asked to embed. */
+export class ModelTypeMismatch extends ValidationError {
+  static code = "MODEL_TYPE_MISMATCH";
+  static defaultMessage = "The model does not serve this request";
 }
 
 export class Unauthorized extends BridgeError {
@@ -143,7 +150,7 @@ export class ServiceUnreachable extends BridgeError {
 export const RateLimited = RateLimitExceeded;
 
 export const ERROR_CLASSES = [
-  BridgeError, ValidationError, ContextLengthExceeded, Unauthorized, Forbidden, NotFound, ModelNotFound,
+  BridgeError, ValidationError, ContextLengthExceeded, ModelTypeMismatch, Unauthorized, Forbidden, NotFound, ModelNotFound,
   MethodNotAllowed, Conflict, PayloadTooLarge, RateLimitExceeded, NotSupported,
   DownloadFailed, BackendUnavailable, ServiceUnreachable,
 ];

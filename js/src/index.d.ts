@@ -380,6 +380,41 @@ export declare class Chat {
   stream(options: ChatOptions | string): ChatStream<Completion>;
 }
 
+/** `client.embeddings.create(...)`: one vector per input, in input order. */
+export interface EmbeddingResult extends Answer {
+  embeddings: number[][];
+  model: string;
+  dimensions: number;
+  usage: { promptTokens: number; totalTokens: number };
+  backend: string;
+  engine?: string;
+  metrics: { responseTime: string };
+}
+
+export declare class Embeddings {
+  /** POST /api/v1/embeddings. `model` defaults to the service's embedding model
+   * (all-minilm-l6-v2: 384 numbers a text, normalized). Throws ModelTypeMismatch for a model
+   * that does not embed, ValidationError for `dimensions` the model cannot give. */
+  create(input: string | string[], options?: {
+    model?: string; dimensions?: number; truncate?: boolean; signal?: AbortSignal;
+  }): Promise<EmbeddingResult>;
+}
+
+/** `client.tokens.tokenize(...)`: token ids, their count and the model's context. */
+export interface Tokenized extends Answer {
+  model: string;
+  tokens: number[];
+  count: number;
+  context: number;
+}
+
+export declare class Tokens {
+  tokenize(text?: string, options?: {
+    model?: string; messages?: { role: string; content: string }[]; signal?: AbortSignal;
+  }): Promise<Tokenized>;
+  detokenize(tokens: number[], options?: { model?: string; signal?: AbortSignal }): Promise<string>;
+}
+
 export declare class Conversations {
   list(options?: { limit?: number; offset?: number }): Promise<Conversation[]>;
   get(conversationId: string): Promise<Conversation>;
@@ -482,6 +517,8 @@ export declare class Client {
   readonly user: User;
   readonly models: Models;
   readonly chat: Chat;
+  readonly embeddings: Embeddings;
+  readonly tokens: Tokens;
   readonly conversations: Conversations;
   readonly system: System;
   readonly colab: Colab;
@@ -534,6 +571,8 @@ export declare class ValidationError extends BridgeError {}
 /** The prompt plus `maxTokens` does not fit the model's context (`details.promptTokens`,
  * `details.maxTokens`, `details.context`). */
 export declare class ContextLengthExceeded extends ValidationError {}
+/** An embedding model asked to generate text, or a text model asked to embed. */
+export declare class ModelTypeMismatch extends ValidationError {}
 export declare class Unauthorized extends BridgeError {}
 export declare class Forbidden extends BridgeError {}
 export declare class NotFound extends BridgeError {}

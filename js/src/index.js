@@ -2,6 +2,8 @@
 
 export { Client, DEFAULT_BASE_URL, VERSION, normalizeBaseUrl } from "./client.js";
 export { ChatStream } from "./stream.js";
+export { Embeddings } from "./embeddings.js";
+export { Tokens } from "./tokens.js";
 export { BridgeSocket, SocketChatStream } from "./socket.js";
 export {
   Admin, Auth, Chat, Colab, Conversations, Database, DownloadProgress, Models, System, User,
@@ -16,6 +18,7 @@ export {
   Forbidden,
   MethodNotAllowed,
   ModelNotFound,
+  ModelTypeMismatch,
   NotFound,
   NotSupported,
   PayloadTooLarge,

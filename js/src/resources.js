@@ -49,7 +49,7 @@ function sleep(ms, signal) {
   });
 }
 
-class Resource {
+export class Resource {
   constructor(client) {
     this._client = client;
   }

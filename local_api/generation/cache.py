@@ -41,7 +41,8 @@ def wanted(request_: GenerateRequest) -> bool:
     outside any HTTP request, has none)."""
     cache_control = request.headers.get("Cache-Control", "") if has_request_context() else ""
     directives = cache_control.lower()
-    return request_.deterministic and "no-cache" not in directives and "no-store" not in directives
+    return (request_.deterministic and request_.logprobs is None  # stored: text only
+            and "no-cache" not in directives and "no-store" not in directives)
 
 
 def get(key: str) -> tuple[dict[str, Any], int] | None:

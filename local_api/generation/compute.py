@@ -107,7 +107,7 @@ def init_app(app: Flask, collaborators: dict[str, Any]) -> None:
         except BridgeError as exc:  # the API still serves accounts; generation will say why
             log.error("default model is not ready: %s", exc.message)
     if local is not None and hasattr(local, "unload_idle") and settings.keep_alive > 0:
-        every = max(1.0, min(30.0, settings.keep_alive / 4))
+        every = max(1.0, min(5.0, settings.keep_alive / 4))  # a request's keep_alive may be short
         threading.Thread(
             target=_janitor, args=(local, result.stop, every), daemon=True, name="idle-unload"
         ).start()

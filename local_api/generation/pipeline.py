@@ -25,7 +25,7 @@ from bridge.errors import BackendUnavailable, ValidationError
 from bridge.streaming import UNFINISHED, Primed
 from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token, ToolCall
 from local_api.accounts.identity import Identity
-from local_api.generation import cache, conversations
+from local_api.generation import cache, conversations, embeddings
 from local_api.generation.compute import compute
 from local_api.generation.tools import ToolSet, constrain, parse
 from local_api.system.metrics import observe
@@ -51,6 +51,7 @@ class Job:
     hit: tuple[dict[str, Any], int] | None = None
     started: float = field(default_factory=time.perf_counter)
     parts: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
     switches: list[dict[str, str]] = field(default_factory=list)
     answer: dict[str, Any] | None = None
     tools: ToolSet | None = None  # a tool request: the answer is parsed into tool calls
@@ -105,6 +106,7 @@ def start(
         raise ValidationError(f"{shown} must be at most {limit}",
                               details={"field": shown, "max": limit})
     compute().require_model(request.model)
+    embeddings.require_kind(request.model, "chat")
     # The model's catalog defaults (FT's ``parameters``) for what the client left out.
     request = params.with_defaults(request, compute().store.defaults(request.model))
     if conversation_id:
@@ -142,6 +144,7 @@ def _events(job: Job) -> Iterator[Event]:
             continue
         if isinstance(event, Token):
             job.parts.append(event.text)
+            job.logprobs.extend(event.logprobs)
         elif isinstance(event, BackendSwitched):
             job.switches.append(
                 {"from": event.from_backend, "to": event.to_backend, "reason": event.reason}
@@ -224,6 +227,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
     }
     if done.engine:
         answer["engine"] = done.engine
+    if job.request.logprobs is not None:
+        answer["logprobs"] = job.logprobs
     if done.truncated_prompt:
         answer["prompt_truncated"] = True
     if job.switches:

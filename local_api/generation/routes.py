@@ -18,10 +18,12 @@ from bridge.types import BackendSwitched, Done, Event, Token
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.errors import request_id
-from local_api.generation import pipeline
+from local_api.generation import embedding_routes, pipeline, token_routes
 from local_api.validation import json_body, obj
 
 bp = Blueprint("generation", __name__)
+bp.register_blueprint(embedding_routes.bp)
+bp.register_blueprint(token_routes.bp)
 
 _common = {
     "prompt": pipeline.PROMPT,

@@ -66,6 +66,8 @@ def describe(info: ModelInfo, loaded: set[str], engines: dict[str, str] | None =
         "quantization_options": list(info.quantization),
         "source": info.source,
         "bytes": info.bytes,
+        **({"dimensions": info.dimensions, "pooling": info.pooling}
+           if info.type == "embedding" else {}),
     }
 
 

@@ -27,6 +27,8 @@ def message(exc: errors.BridgeError) -> str:
         model = exc.details.get("model_id") or exc.details.get("model")
         if model:
             return f"model '{hf.ollama_name(str(model))}' not found"
+    if isinstance(exc, errors.ContextLengthExceeded) and "max_tokens" not in exc.details:
+        return exc.message  # an embedding's input: no num_predict to name
     if isinstance(exc, errors.ContextLengthExceeded) and "context" in exc.details:
         d = exc.details  # in this dialect's words: num_predict, truncate
         return (f"the input length exceeds the context length: the prompt takes "

@@ -1,4 +1,4 @@
-"""Ollama's model endpoints over the service's catalog: /tags, /show, /ps, /pull, /embed.
+"""Ollama's model endpoints over the service's catalog: /tags, /show, /ps, /pull.
 
 ``/pull`` starts (or follows) a download job of local_api/models/downloads.py from the
 built-in registry, as ``ollama pull`` fetches from Ollama's registry, or of one quantization
@@ -7,9 +7,7 @@ Ollama's lines until ``{"status": "success"}`` (the shapes of the client's
 ``ollama._types.ProgressResponse``: ``status``, ``digest``, ``total``, ``completed``; the
 statuses of Ollama's server, server/images.go PullModel: "pulling manifest", "pulling ...",
 "verifying sha256 digest", "writing manifest", "success"); ``"stream": false`` waits and
-answers that last object. A client
-that leaves stops following, not the download. No backend here computes embeddings, so
-``/embed`` answers what Ollama answers for a model without the capability (400).
+answers that last object. A client that leaves stops following, not the download.
 """
 
 from __future__ import annotations
@@ -37,6 +35,7 @@ from local_api.validation import json_body
 
 bp = Blueprint("ollama_models", __name__, url_prefix="/api")
 POLL = 0.1  # seconds between two looks at a followed download
+FOREVER = 292 * 365 * 86400  # Ollama's "forever" is Go's largest Duration, ~292 years
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -86,7 +85,10 @@ def ps() -> Response:
     out = []
     for model in loaded:
         info = c.store.get(model) if c.store.has(model) else _bare(model)
-        out.append(shapes.running(info, (info.last_used or time.time()) + keep))
+        expires = (info.last_used or time.time()) + keep
+        if hasattr(c.local, "expires_at"):  # a request's keep_alive; None: kept until unloaded
+            expires = c.local.expires_at(model) or time.time() + FOREVER
+        out.append(shapes.running(info, expires))
     return _json({"models": out})
 
 
@@ -189,25 +191,3 @@ def _digest(job: Job) -> str:
     file whose sha256 the source vouches for (a Hub LFS file), else the job's id."""
     files = job.plan.files if job.plan is not None else []
     return f"sha256:{files[0].sha256}" if len(files) == 1 and files[0].sha256 else job.id
-
-
-@bp.post("/embed")
-@spec("Ollama: embeddings (no backend here computes them: 400, as Ollama answers)",
-      body=shapes.EMBED)
-@login_required
-def embed() -> Response:
-    return _no_embeddings()
-
-
-@bp.post("/embeddings")
-@spec("Ollama: embeddings, the older endpoint (400, as /embed)", body=shapes.EMBED)
-@login_required
-def embeddings() -> Response:
-    return _no_embeddings()
-
-
-def _no_embeddings() -> Response:
-    body = json_body(shapes.EMBED)
-    compute().require_model(shapes.model_id(body["model"]))  # unknown: 404 first
-    raise errors.ValidationError(f'"{body["model"]}" does not support embeddings',
-                                 details={"field": "model"})

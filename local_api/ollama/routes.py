@@ -25,12 +25,13 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
+from local_api.ollama import embed, keep_alive, models, shapes, tools
 from local_api.ollama import errors as ollama_errors
-from local_api.ollama import models, shapes, tools
 from local_api.validation import json_body
 
 bp = Blueprint("ollama", __name__, url_prefix="/ollama")
 bp.register_blueprint(models.bp)
+bp.register_blueprint(embed.bp)
 ollama_errors.register(bp)
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -86,6 +87,7 @@ def _load(body: dict[str, Any], *, chat: bool) -> Response:
         return _json(shapes.loaded(body["model"], "unload", chat=chat))
     if local is not None and model not in local.loaded_models():
         local.load(model)
+    keep_alive.apply(model, body.get("keep_alive"))
     return _json(shapes.loaded(body["model"], "load", chat=chat))
 
 
@@ -94,33 +96,41 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
     who = current_identity()
     assert who is not None
     toolset = tools.tools_of(body) if chat else None
+    keep_alive.seconds(body.get("keep_alive"))  # a bad duration: 400 before any byte
     job = pipeline.start(who, request_, prompt=prompt, names=shapes.NAMES, tools=toolset)
     name = body["model"]  # Ollama echoes the name as the client spelled it
     if body.get("stream") is False:
         answer = pipeline.complete(job)
+        keep_alive.apply(request_.model, body.get("keep_alive"))
         final = shapes.final(answer, name, chat=chat, text=answer["text"])
         if answer.get("tool_calls"):
             final["message"]["tool_calls"] = tools.calls_of(answer)
+        if "logprobs" in answer:  # Ollama's shape: [{token, logprob, bytes, top_logprobs}]
+            final["logprobs"] = answer["logprobs"]
         response = _json(final)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     else:
-        response = _stream(job, name, chat=chat)
+        response = _stream(job, name, chat=chat, keep=body.get("keep_alive"))
     response.headers["X-Cache"] = job.cache_status
     return response
 
 
-def _stream(job: pipeline.Job, name: str, *, chat: bool) -> Response:
+def _stream(job: pipeline.Job, name: str, *, chat: bool, keep: Any = None) -> Response:
     stream = pipeline.open_stream(job)  # errors before any byte get a real status
 
     def encode(event: Event) -> Iterator[str]:
         if isinstance(event, Token) and event.text:
-            yield _line(shapes.chunk(name, event.text, chat=chat))
+            line = shapes.chunk(name, event.text, chat=chat)
+            if job.request.logprobs is not None:
+                line["logprobs"] = list(event.logprobs)
+            yield _line(line)
         elif isinstance(event, ToolCall):  # each call a chunk of its own, as Ollama streams
             piece = shapes.chunk(name, "", chat=chat)
             piece["message"]["tool_calls"] = [tools.call_of(event)]
             yield _line(piece)
         elif isinstance(event, Done):
             assert job.answer is not None
+            keep_alive.apply(job.request.model, keep)
             yield _line(shapes.final(job.answer, name, chat=chat))
 
     def encode_error(exc: errors.BridgeError) -> str:

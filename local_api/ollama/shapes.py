@@ -3,7 +3,8 @@
 Read from Ollama's API (``api/types.go``) and its Python client (``ollama._types``):
 ``options`` carry the sampling parameters (``num_predict`` is the token budget,
 ``repeat_penalty`` the multiplicative penalty; ``num_ctx`` and the other load-time options
-are accepted and ignored: the context is the model's), ``keep_alive`` is accepted, and
+are accepted and ignored: the context is the model's), ``keep_alive`` is honoured
+(keep_alive.py), and
 ``truncate: true`` opts into dropping the oldest turns when the prompt does not fit (off by
 default here, where Ollama turns it on: this service never cuts a prompt unasked).
 Model names may carry Ollama's default tag (``smollm2-135m-instruct:latest``).
@@ -46,6 +47,8 @@ _common: dict[str, Any] = {
     "truncate": {"type": ["boolean", "null"]},
     "format": {"type": ["string", "object", "null"]},
     "think": {"type": ["boolean", "string", "null"]},
+    "logprobs": {"type": ["boolean", "null"]},  # Ollama 0.12: per-token log-probabilities
+    "top_logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
 }
 _message = {
     "type": "object",
@@ -73,7 +76,8 @@ PULL: dict[str, Any] = {"type": "object", "properties": {
     **_names, "stream": {"type": ["boolean", "null"]}, "insecure": {"type": ["boolean", "null"]}}}
 EMBED: dict[str, Any] = {"type": "object", "required": ["model"],
          "properties": {"model": _model, "input": {"type": ["string", "array"]},
-                        "prompt": {"type": "string"}}}
+                        "prompt": {"type": "string"}, "truncate": {"type": "boolean"},
+                        "dimensions": {"type": "integer"}}}
 # The catalog's parameter names in Ollama's (Modelfile PARAMETER names); others are not shown.
 OLLAMA_NAMES = {"repetition_penalty": "repeat_penalty", "context": "num_ctx", "n_ctx": "num_ctx",
                 "max_tokens": "num_predict",
@@ -181,6 +185,7 @@ def build_request(body: dict[str, Any], model: str, limit: int, *,
         chat=bool(messages),
         defaulted=params.omitted(o, {"repetition_penalty": "repeat_penalty"}),
         json_schema=format_of(body),
+        logprobs=int(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
     )
 
 
@@ -281,7 +286,8 @@ def show(info: ModelInfo) -> dict[str, Any]:
     return {"modelfile": modelfile,
             "parameters": params, "template": "", "details": details(info),
             "model_info": {"general.architecture": family, "general.basename": info.name},
-            "capabilities": ["completion"], "modified_at": _modified(info)}
+            "capabilities": ["embedding" if info.type == "embedding" else "completion"],
+            "modified_at": _modified(info)}
 
 
 def running(info: ModelInfo, expires: float) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
+from local_api.openai import choices, formats, logprobs, shapes
+from local_api.openai import embeddings as openai_embeddings
 from local_api.openai import errors as openai_errors
-from local_api.openai import formats, shapes
 from local_api.validation import json_body
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -31,6 +32,7 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 openai_errors.register(bp)
+bp.register_blueprint(openai_embeddings.bp)
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -48,6 +50,8 @@ def _model_entries() -> list[dict[str, Any]]:
             "created": created,
             "owned_by": "compute-bridge",
         }
+        if info.type == "embedding":  # not OpenAI's fields: what a client needs to pick one
+            out[info.id].update(type=info.type, dimensions=info.dimensions, pooling=info.pooling)
     for backend in c.router.backends():
         for model_id in backend.get("models") or []:
             out.setdefault(
@@ -99,18 +103,21 @@ def _job(body: dict[str, Any], *, chat: bool) -> pipeline.Job:
 
 
 def _answer(body: dict[str, Any], *, chat: bool) -> Response:
-    job = _job(body, chat=chat)
+    # n > 1: n jobs, each its own sample (choices.py), validated before any byte
+    jobs = [_job(b, chat=chat) for b in choices.bodies(body)]
     ignored = shapes.ignored(body)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        response = _stream(job, chat=chat, include_usage=include_usage)
+        response = _stream(jobs, chat=chat, include_usage=include_usage)
     else:
-        answer = pipeline.complete(job)
-        response = _json(
-            shapes.completion(answer, chat=chat, id_=shapes.new_id(chat), created=shapes.now())
-        )
-        response.headers["X-Bridge-Backend"] = answer["backend"]
-    response.headers["X-Cache"] = job.cache_status
+        answers = [pipeline.complete(job) for job in jobs]
+        data = shapes.completion(answers[0], chat=chat, id_=shapes.new_id(chat),
+                                 created=shapes.now())  # fmt: skip
+        data["choices"] = [choices.choice(a, i, chat=chat) for i, a in enumerate(answers)]
+        data["usage"] = choices.usage(answers)
+        response = _json(data)
+        response.headers["X-Bridge-Backend"] = answers[0]["backend"]
+    response.headers["X-Cache"] = jobs[0].cache_status
     if ignored:
         response.headers["X-Bridge-Ignored-Params"] = ",".join(ignored)
     return response
@@ -120,39 +127,70 @@ def _sse(data: dict[str, Any]) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-def _stream(job: pipeline.Job, *, chat: bool, include_usage: bool) -> Response:
-    """SSE chunks, then ``data: [DONE]``; an error after the first byte is one error event."""
-    stream = pipeline.open_stream(job)  # errors before any byte get a real status
-    id_, created, model = shapes.new_id(chat), shapes.now(), job.request.model
+def _stream(jobs: list[pipeline.Job], *, chat: bool, include_usage: bool) -> Response:
+    """SSE chunks (choice after choice when n > 1), then ``data: [DONE]``; an error after the
+    first byte is one error event."""
+    first = pipeline.open_stream(jobs[0])  # errors before any byte get a real status
+    id_, created, model = shapes.new_id(chat), shapes.now(), jobs[0].request.model
 
-    def piece(**kwargs: Any) -> dict[str, Any]:
+    def piece(index: int = 0, **kwargs: Any) -> dict[str, Any]:
         data = shapes.chunk(id_, created, model, chat=chat, **kwargs)
+        data["choices"][0]["index"] = index
         if include_usage:
             data["usage"] = None
         return data
 
-    def encode(event: Event) -> Iterator[str]:
-        if isinstance(event, Token) and event.text:
-            yield _sse(piece(text=event.text))
-        elif isinstance(event, ToolCall):
-            for delta in formats.call_deltas(event):
-                data = piece()
-                data["choices"][0]["delta"] = delta
+    def encoder(job: pipeline.Job, index: int) -> Any:
+        offset = 0  # where the next token's text starts (legacy completions' text_offset)
+
+        def encode(event: Event) -> Iterator[str]:
+            nonlocal offset
+            if isinstance(event, Token) and event.text:
+                data = piece(index, text=event.text)
+                if job.request.logprobs is not None:
+                    entries = list(event.logprobs)
+                    data["choices"][0]["logprobs"] = logprobs.shape(entries, chat=chat,
+                                                                    offset=offset)  # fmt: skip
+                    offset += sum(len(e["token"]) for e in entries)
                 yield _sse(data)
-        elif isinstance(event, BackendSwitched):  # an SSE comment: clients skip it
-            yield f": backend switched from {event.from_backend} to {event.to_backend}\n\n"
-        elif isinstance(event, Done):
-            assert job.answer is not None
-            yield from _closing(job.answer, piece, include_usage)
+            elif isinstance(event, ToolCall):
+                for delta in formats.call_deltas(event):
+                    data = piece(index)
+                    data["choices"][0]["delta"] = delta
+                    yield _sse(data)
+            elif isinstance(event, BackendSwitched):  # an SSE comment: clients skip it
+                yield f": backend switched from {event.from_backend} to {event.to_backend}\n\n"
+            elif isinstance(event, Done):
+                assert job.answer is not None
+                last = piece(index, finish=job.answer["finish_reason"])
+                last["backend"] = job.answer["backend"]
+                yield _sse(last)
+
+        return encode
 
     def encode_error(exc: errors.BridgeError) -> str:
         return _sse(openai_errors.error_body(exc))
 
     def lines() -> Iterator[str]:
+        stream = first
         try:
-            if chat:
-                yield _sse(piece(role=True))
-            yield from encode_stream(stream, encode, encode_error)
+            for index, job in enumerate(jobs):
+                if index:
+                    try:
+                        stream = pipeline.open_stream(job)
+                    except errors.BridgeError as exc:
+                        yield encode_error(exc)
+                        return
+                if chat:
+                    yield _sse(piece(index, role=True))
+                yield from encode_stream(stream, encoder(job, index), encode_error)
+                stream.close()
+                if job.answer is None:  # it ended in an error event
+                    return
+            if include_usage:
+                answers = [job.answer for job in jobs if job.answer is not None]
+                yield _sse({**piece(), "choices": [], "usage": choices.usage(answers)})
+            yield "data: [DONE]\n\n"
         finally:
             stream.close()  # also when the client left before the first chunk
 
@@ -160,16 +198,6 @@ def _stream(job: pipeline.Job, *, chat: bool, include_usage: bool) -> Response:
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"
     return response
-
-
-def _closing(answer: dict[str, Any], piece: Any, include_usage: bool) -> Iterator[str]:
-    last = piece(finish=answer["finish_reason"])
-    last["backend"] = answer["backend"]
-    yield _sse(last)
-    if include_usage:
-        usage = {**piece(), "choices": [], "usage": shapes.usage(answer)}
-        yield _sse(usage)
-    yield "data: [DONE]\n\n"
 
 
 @bp.post("/chat/completions")

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge import errors, params
 from bridge.types import GenerateRequest, Message
-from local_api.openai import formats
+from local_api.openai import formats, logprobs
 from local_api.openai.errors import param_name
 from local_api.validation import check
 
@@ -42,10 +42,13 @@ USED = frozenset(
         "tools",
         "tool_choice",
         "parallel_tool_calls",
+        "logprobs",
+        "top_logprobs",
     }
 )
 
 _count = {"type": ["integer", "null"], "minimum": 1}
+MAX_CHOICES = 8  # n, at most (choices.py)
 _stop = {"type": "string", "minLength": 1, "maxLength": 64}
 _COMMON: dict[str, Any] = {
     "model": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
@@ -137,8 +140,9 @@ def validate(body: dict[str, Any], schema: dict[str, Any]) -> None:
         if field and param and message.startswith(f"{field}: "):
             message = f"{param}: {message[len(field) + 2 :]}"
         raise errors.ValidationError(message, details={**exc.details, "field": param}) from None
-    if body.get("n") not in (None, 1):
-        raise _refuse("n must be 1: this server returns one choice per request", "n")
+    if (body.get("n") or 1) > MAX_CHOICES:  # local_api/openai/choices.py
+        raise _refuse(f"n must be at most {MAX_CHOICES}: each choice is a whole generation "
+                      "here", "n")
     if body.get("best_of") not in (None, 1):
         raise _refuse("best_of must be 1", "best_of")
 
@@ -167,8 +171,6 @@ def _text(content: Any, index: int) -> str:
 
 def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
     """The chat messages as bridge Messages (developer is the newer name of system)."""
-    if body.get("logprobs"):
-        raise _refuse("logprobs are not supported", "logprobs")
     out = []
     for index, raw in enumerate(body["messages"]):
         if raw.get("function_call"):
@@ -184,7 +186,7 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
 
 def prompt_of(body: dict[str, Any]) -> str:
     """The one prompt of a completions request."""
-    for name in ("echo", "suffix", "logprobs"):
+    for name in ("echo", "suffix"):
         if body.get(name):
             raise _refuse(f"{name} is not supported", name)
     prompt = body["prompt"]
@@ -223,6 +225,7 @@ def build_request(
         truncate=bool(body.get("truncate")),
         chat=bool(messages),
         defaulted=params.omitted(body, {"repetition_penalty": None}),  # not OpenAI's
+        logprobs=logprobs.requested(body, chat=bool(messages)),
     )
 
 

@@ -52,6 +52,10 @@ class Metrics:
         self.generations = Counter(
             "bridge_generations", "Generations finished", ["backend"], registry=r
         )
+        self.embeddings = Counter(
+            "bridge_embeddings", "Embedding requests answered", ["backend"], registry=r)
+        self.embedded = Counter(
+            "bridge_embedding_tokens", "Input tokens embedded", ["backend"], registry=r)
         self.fallbacks = Counter(
             "bridge_backend_fallbacks", "Streams moved to another backend mid-answer",
             ["from_backend", "to_backend"], registry=r,
@@ -170,6 +174,14 @@ def observe(event: object) -> None:
         found.generations.labels(event.backend or "unknown").inc()
     elif isinstance(event, BackendSwitched):
         found.fallbacks.labels(event.from_backend, event.to_backend).inc()
+
+
+def observe_embeddings(backend: str, tokens: int) -> None:
+    """Count one answered embedding request and the tokens it read."""
+    found = metrics()
+    if found is not None:
+        found.embeddings.labels(backend or "unknown").inc()
+        found.embedded.labels(backend or "unknown").inc(tokens)
 
 
 def count_rate_limited(tier: str) -> None:

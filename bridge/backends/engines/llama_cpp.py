@@ -40,6 +40,15 @@ def _refusal(raw: bytes) -> str:
     except (ValueError, KeyError, TypeError):
         message = raw.decode(errors="replace")
     return f"The JSON schema cannot be enforced by llama.cpp: {message}"[:500]
+def log_probs(entries: Any, top: int) -> list[dict[str, Any]]:
+    """llama-server's ``completion_probabilities`` (tools/server: ``id, token, bytes, logprob,
+    top_logprobs``) in OpenAI's shape, ``top`` alternatives each (the server sends at least 1)."""
+    def one(e: dict[str, Any]) -> dict[str, Any]:
+        return {"token": str(e.get("token", "")), "logprob": float(e.get("logprob", 0.0)),
+                "bytes": list(e.get("bytes") or [])}  # fmt: skip
+
+    return [{**one(e), "top_logprobs": [one(t) for t in (e.get("top_logprobs") or [])[:top]]}
+            for e in entries if isinstance(e, dict)]  # fmt: skip
 
 
 class LlamaCppEngine:
@@ -82,7 +91,13 @@ class LlamaCppEngine:
         return [int(t) for t in self.server.post("/tokenize", body)["tokens"]]
 
     def detokenize(self, ids: list[int]) -> str:
-        return str(self.server.post("/detokenize", {"tokens": ids})["content"])
+        try:
+            return str(self.server.post("/detokenize", {"tokens": ids})["content"])
+        except BackendUnavailable as exc:  # the server answers 500 for an id past its vocab
+            if not self.alive():
+                raise
+            raise ValidationError("tokens: not ids of this model's vocabulary",
+                                  details={"field": "tokens"}) from exc  # fmt: skip
 
     def template(self, messages: list[dict[str, str]]) -> str:
         """The model's own chat template (its GGUF's Jinja, rendered by the server)."""
@@ -101,6 +116,10 @@ class LlamaCppEngine:
             "typical_p": 1.0, "repeat_penalty": float(r.repetition_penalty),
             "repeat_last_n": REPEAT_LAST_N, "frequency_penalty": float(r.frequency_penalty),
             "presence_penalty": float(r.presence_penalty), "seed": int(seed) if sample else 0,
+            # the server's per-token probabilities (completion_probabilities), as log-probs
+            # of the distribution before sampling (post_sampling_probs false)
+            **({"n_probs": max(1, r.logprobs), "post_sampling_probs": False}
+               if r.logprobs is not None else {}),
         }  # fmt: skip
 
     def submit(self, request: GenerateRequest, ids: list[int], box: queue.Queue[Any]) -> Cancel:
@@ -112,7 +131,7 @@ class LlamaCppEngine:
 
         def run() -> None:
             try:
-                self._stream(self.body(request, ids), box, cancelled, held)
+                self._stream(self.body(request, ids), box, cancelled, held, request.logprobs)
                 box.put(None)
             except Exception as exc:  # raised in the consumer, unless it went away
                 if not cancelled.is_set():
@@ -131,8 +150,9 @@ class LlamaCppEngine:
         return cancel
 
     def _stream(self, body: dict[str, Any], box: queue.Queue[Any], cancelled: threading.Event,
-                held: list[httpx.Response]) -> None:  # fmt: skip
+                held: list[httpx.Response], top: int | None = None) -> None:  # fmt: skip
         text, count = "", 0
+        probs: list[dict[str, Any]] = []
         with self.server.client.stream("POST", "/completion", json=body) as response:
             held.append(response)
             if response.status_code == 400 and body.get("json_schema"):
@@ -149,10 +169,13 @@ class LlamaCppEngine:
                 if "error" in chunk:
                     raise BackendUnavailable(f"llama-server: {chunk['error']}"[:400])
                 text += chunk.get("content", "")
+                if top is not None:
+                    probs.extend(log_probs(chunk.get("completion_probabilities") or (), top))
                 count += len(chunk.get("tokens") or ())
                 eos = chunk.get("stop_type") == "eos"
                 count = max(count, int(chunk.get("tokens_predicted", 0)) - eos)
-                box.put(Piece(count, text, eos=eos, final=bool(chunk.get("stop"))))
+                box.put(Piece(count, text, eos=eos, final=bool(chunk.get("stop")),
+                              probs=tuple(probs)))
                 if chunk.get("stop"):
                     return
         if not cancelled.is_set():
