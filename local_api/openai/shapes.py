@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from bridge import errors, params
@@ -241,11 +243,10 @@ def new_id(chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
 
 
+@cache  # read once: importlib.metadata parses the package's METADATA (was 90% of a chunk's CPU)
 def fingerprint() -> str:
     """OpenAI's ``system_fingerprint``: the serving configuration, the same on every chunk of a
     stream and every answer of this version (which backend answered is in ``backend``)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         release = version("compute-bridge")
     except PackageNotFoundError:
