@@ -78,7 +78,8 @@ class ChatWidget(BaseWidget):
 
     def _refresh_models(self, selected: str | None) -> None:
         keep = selected if selected is not None else self.model.value
-        models = [m for m in self.sdk.models.list() if m.status in CHATTABLE]
+        models = [m for m in self.sdk.models.list()
+                  if m.status in CHATTABLE and m.type != "embedding"]  # embedders cannot chat
         options: list[tuple[str, str]] = [(DEFAULT, "")]
         options += [(f"{m.name or m.id} ({m.status})", m.id) for m in models]
         if keep and keep not in {value for _, value in options}:

@@ -40,26 +40,26 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_client_uses_the_stored_login(app: Flask, api_key: str) -> None:
-    _store_login("http://testserver:7000", api_key)
+    _store_login("http://localhost:7000", api_key)
     with Client(transport=httpx.WSGITransport(app=app)) as client:
-        assert client.base_url == "http://testserver:7000"
+        assert client.base_url == "http://localhost:7000"
         assert client.user.profile()["username"] == "alice"
 
 
 def test_environment_wins_over_the_stored_login(app: Flask, api_key: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    _store_login("http://testserver:7000", "cb_stale_key")
-    monkeypatch.setenv("BRIDGE_URL", "http://testserver:7001/api/v1")
+    _store_login("http://localhost:7000", "cb_stale_key")
+    monkeypatch.setenv("BRIDGE_URL", "http://localhost:7001/api/v1")
     monkeypatch.setenv("BRIDGE_API_KEY", api_key)
     with Client(transport=httpx.WSGITransport(app=app)) as client:
-        assert client.base_url == "http://testserver:7001"
+        assert client.base_url == "http://localhost:7001"
         assert client.api_key == api_key
         assert client.user.profile()["username"] == "alice"
 
 
 def test_a_url_given_picks_that_services_stored_key(app: Flask, api_key: str) -> None:
-    _store_login("http://testserver:7000", api_key)
-    with Client("http://testserver:7000", transport=httpx.WSGITransport(app=app)) as client:
+    _store_login("http://localhost:7000", api_key)
+    with Client("http://localhost:7000", transport=httpx.WSGITransport(app=app)) as client:
         assert client.api_key == api_key
     with Client("http://elsewhere:5000") as other:
         assert other.api_key is None

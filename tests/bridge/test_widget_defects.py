@@ -261,7 +261,7 @@ def test_2_the_quickstart_uses_bridge_url_and_key_and_registers_no_one(
         monkeypatch.setenv("BRIDGE_API_KEY", key)
         monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no stored login
         scope = run_first_cells(start_server=False)  # never a second server on :5000
-        assert scope["base_url"] == server.url
+        assert scope["service"].url == server.url  # $BRIDGE_URL, base_url left empty
         assert not scope["service"].started_here
         assert scope["client"].auth.session().username == "owner"
         assert [u["username"] for u in owner.admin.users()] == ["owner"]
