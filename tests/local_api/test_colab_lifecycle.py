@@ -70,7 +70,7 @@ def signed_in(client: FlaskClient, google: Google, **extra: Any) -> tuple[dict[s
 def test_the_redirect_is_loopback_on_the_service_port_whatever_host_was_used(
     build: Callable[..., Flask], google: Google
 ) -> None:
-    client = build(port=5123).test_client()
+    client = build(port=5123, allowed_hosts="my-laptop.local").test_client()  # a LAN name
     headers = admin(client)
     body = {"credentials": google.credentials, "tunnel": "none"}
     answer = client.post(CONNECT, headers=headers, json=body,

@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bridge.config import DEFAULT_MODEL_ID, Settings
-from bridge.models.store import MANIFEST, ModelStore
+from bridge.models.store import BUILTIN, MANIFEST, ModelStore
 from bridge.router import Router
 from local_api.models import downloads
 from local_api.storage import schema
@@ -284,7 +284,7 @@ def keeper(app: Flask, tmp_path: Path) -> Path:
 
 def assert_intact(app: Flask) -> None:
     assert store(app).verify("keeper").bytes == 1002
-    assert {m.id for m in store(app).list()} == {"keeper", DEFAULT_MODEL_ID}
+    assert {m.id for m in store(app).list()} == {"keeper", *BUILTIN}  # nothing added
     assert partials(app) == []
     assert all(j["status"] == "failed" for j in jobs(app))
 
@@ -410,7 +410,7 @@ def test_bad_requests_get_the_envelope_and_change_nothing(
     assert client.delete(f"{API}/keeper/download", headers=admin).status_code == 404
     assert not hub.requests and jobs(app) == []
     assert store(app).verify("keeper").bytes == 1002
-    assert {m.id for m in store(app).list()} == {"keeper", DEFAULT_MODEL_ID}
+    assert {m.id for m in store(app).list()} == {"keeper", *BUILTIN}
 
 
 def test_admin_imports_a_local_folder_and_the_owner_removes_it(
