@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.models.convert import find_default_gguf
-from bridge.models.store import ModelStore
+from bridge.models.store import BUILTIN, ModelStore
 from tests.support.app import Auth
 from tests.support.hub_standin import GGUF_REAL, GGUF_REPO, GGUF_SMALL, HubStandin, small_gguf
 
@@ -49,7 +49,7 @@ def fetched(hub: HubStandin) -> set[str]:
 
 
 def nothing_left(app: Flask) -> None:
-    assert {m.id for m in store(app).list()} == {DEFAULT_MODEL_ID}
+    assert {m.id for m in store(app).list()} == set(BUILTIN)  # nothing added
     partial = store(app).root / ".partial"
     assert not partial.exists() or not any(partial.rglob("*"))
 
@@ -133,7 +133,7 @@ def test_a_missing_or_ambiguous_choice_lists_the_quantizations_and_changes_nothi
         response = client.post(f"{API}/download", headers=headers,
                                json={"model_id": "gguf", **body})
         assert response.status_code == 400, (body, response.get_json())
-    assert fetched(gguf_repo) == set() and store(app).list()[0].id == DEFAULT_MODEL_ID
+    assert fetched(gguf_repo) == set() and {m.id for m in store(app).list()} == set(BUILTIN)
     assert client.get(f"{API}/downloads", headers=headers).get_json()["downloads"] == []
     nothing_left(app)
 

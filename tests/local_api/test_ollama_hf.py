@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.models.store import ModelStore
+from bridge.models.store import BUILTIN, ModelStore
 from bridge.router import Router
 from local_api import create_app, shutdown
 from tests.support.app import LiveServer
@@ -119,7 +119,7 @@ def test_bad_names_answer_in_ollamas_error_shape(client: ollama.Client, app: Fla
                 list(client.pull(name, stream=True)) if stream else client.pull(name)
             assert refused.value.status_code == status, (name, refused.value.error)
             assert all(s in refused.value.error for s in says), (name, refused.value.error)
-    assert {m.model for m in client.list().models} == {DEFAULT_MODEL_ID}
+    assert {m.model for m in client.list().models} == set(BUILTIN)  # nothing pulled
     assert {r["path"].rsplit("/", 1)[-1] for r in gguf_repo.requests
             if r["method"] == "GET" and "/resolve/" in r["path"]} == set()
 
