@@ -135,16 +135,15 @@ def test_connect_refusals_are_typed(alice: Client, live_server: LiveServer,
     assert [b.name for b in alice.system.status().backends] == ["local"]
 
 
-def test_readme_snippet_runs_as_written(
+def test_the_sdk_pages_first_snippet_runs_as_written(
     live_server: LiveServer, fake: LocalFake, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Python SDK", 1)[1].split("\n## ", 1)[0]
-    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    page = (ROOT / "docs" / "guides" / "python-sdk.md").read_text()  # the SDK's docs page
+    snippet = page.split("```python\n", 1)[1].split("```", 1)[0]
     assert len([line for line in snippet.splitlines() if line.strip()]) == 5
     fake.queue("The capital of France is Paris.")
     code = snippet.replace("http://127.0.0.1:5000", live_server.url)
-    exec(compile(code, "README-snippet.py", "exec"), {})
+    exec(compile(code, "python-sdk-snippet.py", "exec"), {})
     out = capsys.readouterr().out
     assert out.startswith("The capital of France is Paris. ") and "local" in out
 
