@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -93,16 +93,18 @@ describe("the Alpha-Q document's JavaScript example", () => {
       t.diagnostic(`${documented} is not here: using the copy in this file`);
     }
 
-    // The document's model id is served by this service: the default model's files, imported
-    // under that name (an admin's download from a folder), followed as an async iterator.
-    const store = path.join(service.home, "models", DEFAULT_MODEL);
+    // The document's model id is served by this service: the default model's GGUF (the file
+    // its package ships, served by llama.cpp), imported under that name (an admin's download
+    // from a folder), followed as an async iterator.
+    const python = path.join(REPO, ".venv", "bin", "python");
+    const { stdout: found } = await run(python, ["-c",
+      "from bridge.models.convert import find_default_gguf; print(find_default_gguf())"]);
+    const gguf = found.trim();
     const folder = mkdtempSync(path.join(os.tmpdir(), "bridge-js-model-"));
     t.after(() => rmSync(folder, { recursive: true, force: true }));
     const source = path.join(folder, "gpt-3.5-turbo");
     mkdirSync(source);
-    for (const name of readdirSync(store)) {
-      if (name !== "manifest.json") linkSync(path.join(store, name), path.join(source, name));
-    }
+    linkSync(gguf, path.join(source, path.basename(gguf)));
     const states = [];
     const download = admin.models.download("gpt-3.5-turbo", { source: "path", path: source, pollInterval: 200 });
     for await (const job of download) states.push(job);

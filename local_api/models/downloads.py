@@ -32,6 +32,7 @@ from bridge.downloads.policy import check_public, check_user_request
 from bridge.downloads.registry import REGISTRY
 from bridge.downloads.sources import DownloadError, source_from_request
 from bridge.errors import Conflict, Forbidden, ModelNotFound, NotFound, ValidationError
+from bridge.models.store import BUILTIN
 from local_api.accounts import audit
 from local_api.accounts.identity import Identity, current_identity, login_required
 from local_api.docs import spec
@@ -148,7 +149,7 @@ def status(model_id: str) -> dict[str, Any]:
         return job_store.describe(job)
     blank = {"model_id": model_id, "job_id": None, "eta": job_store.ETA_UNKNOWN,
              "eta_seconds": None, "speed": human_rate(None), "speed_bps": None, "source": None}
-    if store.is_complete(model_id):
+    if store.is_complete(model_id) or model_id in BUILTIN:  # built-ins ship in a package
         size = store.get(model_id).bytes
         return {**blank, "status": "ready", "progress": 1.0, "eta": duration(0),
                 "eta_seconds": 0, "bytes_done": size, "bytes_total": size}
