@@ -63,7 +63,6 @@ class LlamaCppEngine:
         self.plan, self.cache_prompt = how, cache_prompt
         self.context = how.context
         self.settings = (self.name, "cpu", gguf.name)
-        self.restarts = 0
 
     def alive(self) -> bool:
         """False once the subprocess has died (crash, OOM-kill): LocalBackend restarts it."""
