@@ -178,8 +178,11 @@ class Models(_Resource):
         return DownloadJob(self._call("DELETE", f"/models/{_id(model_id)}/download"))
 
     def load(self, model_id: str, *, device: str | None = None,
-             quantization: str | None = None) -> LoadResult:
-        params = {k: v for k, v in (("device", device), ("quantization", quantization)) if v}
+             quantization: str | None = None, num_ctx: int | None = None) -> LoadResult:
+        """Load a model into memory; ``num_ctx``: tokens of context per request (Ollama's
+        name; capped by the model's training context; default BRIDGE_CONTEXT_LENGTH)."""
+        params = {k: v for k, v in (("device", device), ("quantization", quantization),
+                                    ("num_ctx", num_ctx)) if v}
         return LoadResult(self._call("POST", "/models/load",
                                      json=compact(model_id=model_id, parameters=params or None)))
 

@@ -153,6 +153,8 @@ class LoadResult(Record):
     load_time: float
     device: str
     quantization: str
+    engine: str | None
+    num_ctx: int | None  # tokens of context per request the model got
 
 
 class Message(Record):

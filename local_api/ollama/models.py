@@ -88,7 +88,8 @@ def ps() -> Response:
         expires = (info.last_used or time.time()) + keep
         if hasattr(c.local, "expires_at"):  # a request's keep_alive; None: kept until unloaded
             expires = c.local.expires_at(model) or time.time() + FOREVER
-        out.append(shapes.running(info, expires))
+        context = getattr(c.local, "context_of", lambda _m: None)(model)
+        out.append({**shapes.running(info, expires), "context_length": context})
     return _json({"models": out})
 
 

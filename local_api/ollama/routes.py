@@ -23,7 +23,7 @@ from bridge.streaming import encode_stream
 from bridge.types import Done, Event, GenerateRequest, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
-from local_api.generation import pipeline
+from local_api.generation import embeddings, pipeline
 from local_api.generation.compute import compute
 from local_api.ollama import embed, keep_alive, models, shapes, tools
 from local_api.ollama import errors as ollama_errors
@@ -50,6 +50,7 @@ def _line(data: dict[str, Any]) -> str:
 def chat() -> Response:
     body = json_body(shapes.CHAT)
     shapes.refuse_unsupported(body)
+    _require_completion(body, "chat")
     messages = shapes.messages_of(body)
     if not messages:
         return _load(body, chat=True)
@@ -64,11 +65,23 @@ def chat() -> Response:
 def generate() -> Response:
     body = json_body(shapes.GENERATE)
     shapes.refuse_unsupported(body)
+    _require_completion(body, "generate")
     if not body.get("prompt"):
         return _load(body, chat=False)
     messages, raw = shapes.generate_input(body)
     return _answer(body, _request(body, messages=messages, prompt=raw), body["prompt"],
                    chat=False)
+
+
+def _require_completion(body: dict[str, Any], route: str) -> None:
+    """An embedding model asked to chat or generate (a load included) gets Ollama's own 400:
+    ``"<model>" does not support chat`` (or ``generate``; server/routes.go, its
+    errCapabilityCompletion answer)."""
+    try:
+        embeddings.require_kind(shapes.model_id(body["model"]), "chat")
+    except errors.ModelTypeMismatch as exc:
+        raise errors.ModelTypeMismatch(f'"{body["model"]}" does not support {route}',
+                                       details={"field": "model"}) from exc  # fmt: skip
 
 
 def _request(body: dict[str, Any], **text: Any) -> GenerateRequest:
@@ -85,8 +98,9 @@ def _load(body: dict[str, Any], *, chat: bool) -> Response:
         if local is not None and model in local.loaded_models():
             local.unload(model)
         return _json(shapes.loaded(body["model"], "unload", chat=chat))
-    if local is not None and model not in local.loaded_models():
-        local.load(model)
+    num_ctx = (body.get("options") or {}).get("num_ctx")
+    if local is not None and (model not in local.loaded_models() or num_ctx):
+        local.load(model, **({"context": num_ctx} if num_ctx else {}))  # alike: no-op
     keep_alive.apply(model, body.get("keep_alive"))
     return _json(shapes.loaded(body["model"], "load", chat=chat))
 

@@ -2,9 +2,9 @@
 
 Read from Ollama's API (``api/types.go``) and its Python client (``ollama._types``):
 ``options`` carry the sampling parameters (``num_predict`` is the token budget,
-``repeat_penalty`` the multiplicative penalty; ``num_ctx`` and the other load-time options
-are accepted and ignored: the context is the model's), ``keep_alive`` is honoured
-(keep_alive.py), and
+``repeat_penalty`` the multiplicative penalty; ``num_ctx`` sets the context: a model loaded
+with less is reloaded with it, as Ollama reloads its runner; the other load-time options are
+accepted and ignored), ``keep_alive`` is honoured (keep_alive.py), and
 ``truncate: true`` opts into dropping the oldest turns when the prompt does not fit (off by
 default here, where Ollama turns it on: this service never cuts a prompt unasked).
 Model names may carry Ollama's default tag (``smollm2-135m-instruct:latest``).
@@ -86,7 +86,7 @@ OLLAMA_NAMES = {"repetition_penalty": "repeat_penalty", "context": "num_ctx", "n
 # How this dialect names the request's fields, for error messages.
 NAMES = {"max_tokens": "options.num_predict", "repetition_penalty": "options.repeat_penalty",
          **{k: f"options.{k}" for k in ("temperature", "top_p", "top_k", "seed", "stop",
-                                         "frequency_penalty", "presence_penalty")},
+                                         "frequency_penalty", "presence_penalty", "num_ctx")},
          "messages": "messages", "prompt": "prompt"}
 
 
@@ -186,6 +186,7 @@ def build_request(body: dict[str, Any], model: str, limit: int, *,
         defaulted=params.omitted(o, {"repetition_penalty": "repeat_penalty"}),
         json_schema=format_of(body),
         logprobs=int(body.get("top_logprobs") or 0) if body.get("logprobs") else None,
+        num_ctx=o.get("num_ctx"),
     )
 
 

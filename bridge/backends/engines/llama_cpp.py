@@ -61,7 +61,7 @@ class LlamaCppEngine:
                  cache_prompt: bool = True) -> None:  # fmt: skip
         self.server = LlamaServer(gguf, how, binary=binary)
         self.plan, self.cache_prompt = how, cache_prompt
-        self.context = how.context
+        self.context, self.trained_context = how.context, how.trained
         self.settings = (self.name, "cpu", gguf.name)
 
     def alive(self) -> bool:
