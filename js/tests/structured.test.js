@@ -116,6 +116,19 @@ describe("the SDK's responseFormat and tools", () => {
       assert.equal(second.toolCalls, undefined);
     });
 
+  test("the socket's chatStream takes tools: the call arrives, the final frame has it",
+    { timeout: 300_000 }, async (t) => {
+      const socket = await client.socket();
+      t.after(() => socket.close());
+      const stream = socket.chatStream({ prompt: "What is the weather in Oslo?", tools: [WEATHER],
+        toolChoice: "required", parallelToolCalls: false, temperature: 0, maxTokens: 100 });
+      const final = await stream.finalAnswer();
+      assert.equal(final.finishReason, "tool_calls");
+      assert.deepEqual(stream.toolCalls, final.toolCalls);
+      assert.equal(stream.toolCalls[0].name, "get_weather");
+      assert.equal(typeof stream.toolCalls[0].arguments.city, "string");
+    });
+
   test("an unknown toolChoice is a ValidationError naming the field", async () => {
     await assert.rejects(
       client.chat.completion({ prompt: "x", tools: [WEATHER], toolChoice: "get_time" }),
