@@ -82,7 +82,7 @@ def test_pydantic_ai_agent_calls_its_tool_and_finishes(live_server: LiveServer,
     from pydantic_ai.settings import ModelSettings
 
     def settings(ctx: RunContext[None]) -> ModelSettings:
-        return {"temperature": 0, "max_tokens": 80, "timeout": 300,
+        return {"temperature": 0, "max_tokens": 80, "timeout": 300, "parallel_tool_calls": False,
                 "tool_choice": "required" if ctx.run_step <= 1 else "none"}
 
     agent = Agent(_pydantic_ai_model(live_server.url, key), retries=0, model_settings=settings)
