@@ -21,6 +21,9 @@ from jsonschema.exceptions import SchemaError
 from bridge.errors import ValidationError
 
 ANY_OBJECT = '{"type":"object"}'
+# The local engines that constrain decoding to a schema, so serve structured outputs and the
+# tools done on it (local_api/generation/tools.py); the transformers engine joins once it does.
+CONSTRAINING_ENGINES = frozenset({"llama.cpp"})
 MAX_SCHEMA_CHARS = 100_000
 
 

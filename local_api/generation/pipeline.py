@@ -27,7 +27,7 @@ from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message,
 from local_api.accounts.identity import Identity
 from local_api.generation import cache, conversations, embeddings
 from local_api.generation.compute import compute
-from local_api.generation.tools import ToolSet, constrain, parse
+from local_api.generation.tools import ToolSet, calls_text, constrain, parse
 from local_api.system.metrics import observe
 from local_api.timeutil import duration
 
@@ -56,6 +56,7 @@ class Job:
     answer: dict[str, Any] | None = None
     tools: ToolSet | None = None  # a tool request: the answer is parsed into tool calls
     calls: list[ToolCall] = field(default_factory=list)
+    turns: tuple[Message, ...] = ()  # stored instead of the user's prompt (tool results)
 
     @property
     def cache_status(self) -> str:
@@ -93,11 +94,14 @@ def start(
     conversation_id: str | None = None,
     names: dict[str, str] | None = None,
     tools: ToolSet | None = None,
+    turns: tuple[Message, ...] = (),
 ) -> Job:
     """Validate, resolve the model, prepend the stored history and look in the cache.
 
-    ``names`` spells the request's fields as the surface's dialect does, for errors
-    (``{"top_p": "parameters.top_p"}``). Raises ValidationError, ModelNotFound.
+    ``turns``: what the conversation stores before the answer instead of the user's
+    ``prompt`` (a native tool-results turn's ``tool`` messages). ``names`` spells the
+    request's fields as the surface's dialect does, for errors (``{"top_p":
+    "parameters.top_p"}``). Raises ValidationError, ModelNotFound.
     """
     limit = current_app.config["SETTINGS"].max_tokens_limit
     params.check(request, names)
@@ -116,7 +120,8 @@ def start(
     if active:
         assert tools is not None
         request = constrain(request, tools)
-    job = Job(who, request, prompt, conversation_id, tools=tools if active else None)
+    job = Job(who, request, prompt, conversation_id, tools=tools if active else None,
+              turns=turns)
     if cache.wanted(request) and not active:
         job.cache_key = cache.key_for(who.user_id, request)
         job.hit = cache.get(job.cache_key)
@@ -194,9 +199,12 @@ def _finish(job: Job, done: Done) -> None:
     """Store the exchange, describe it, and cache it when it came out whole."""
     elapsed = time.perf_counter() - job.started
     text = "".join(job.parts)
+    # a tool-call answer is stored as the text the model answers calls in, so that a later
+    # turn of the conversation shows the model its own call
     job.conversation_id = conversations.append(
-        job.conversation_id, job.who.user_id, job.request.model, job.prompt, text,
-        backend=done.backend, tokens=done.completion_tokens,
+        job.conversation_id, job.who.user_id, job.request.model, job.prompt,
+        calls_text(job.calls) if job.calls else text, backend=done.backend,
+        tokens=done.completion_tokens, turns=job.turns,
     )
     answer = describe(job, text, done, elapsed)
     if job.hit is not None:

@@ -110,6 +110,8 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
     who = current_identity()
     assert who is not None
     toolset = tools.tools_of(body) if chat else None
+    if toolset is not None:
+        models.require_tools(request_.model, body["model"])
     keep_alive.seconds(body.get("keep_alive"))  # a bad duration: 400 before any byte
     job = pipeline.start(who, request_, prompt=prompt, names=shapes.NAMES, tools=toolset)
     name = body["model"]  # Ollama echoes the name as the client spelled it
