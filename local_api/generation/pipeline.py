@@ -22,8 +22,18 @@ from flask import current_app
 
 from bridge import params
 from bridge.errors import BackendUnavailable, ValidationError
+from bridge.reasoning import separate
 from bridge.streaming import UNFINISHED, Primed
-from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token, ToolCall
+from bridge.types import (
+    BackendSwitched,
+    Done,
+    Event,
+    GenerateRequest,
+    Message,
+    Reasoning,
+    Token,
+    ToolCall,
+)
 from local_api.accounts.identity import Identity
 from local_api.generation import cache, conversations, embeddings
 from local_api.generation.compute import compute
@@ -56,6 +66,7 @@ class Job:
     answer: dict[str, Any] | None = None
     tools: ToolSet | None = None  # a tool request: the answer is parsed into tool calls
     calls: list[ToolCall] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)  # <think> text (bridge.reasoning)
 
     @property
     def cache_status(self) -> str:
@@ -135,7 +146,7 @@ def _events(job: Job) -> Iterator[Event]:
         _finish(job, done)
         yield done
         return
-    for event in compute().router.generate(job.request):
+    for event in separate(compute().router.generate(job.request)):
         observe(event)
         if job.tools is not None and isinstance(event, Token | Done):
             yield from _tool_answer(job, event)
@@ -145,6 +156,8 @@ def _events(job: Job) -> Iterator[Event]:
         if isinstance(event, Token):
             job.parts.append(event.text)
             job.logprobs.extend(event.logprobs)
+        elif isinstance(event, Reasoning):
+            job.reasoning.append(event.text)
         elif isinstance(event, BackendSwitched):
             job.switches.append(
                 {"from": event.from_backend, "to": event.to_backend, "reason": event.reason}
@@ -233,6 +246,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
         answer["prompt_truncated"] = True
     if job.switches:
         answer["backend_switches"] = job.switches
+    if job.reasoning:
+        answer["reasoning"] = "".join(job.reasoning)
     if job.calls:
         answer["tool_calls"] = [{"id": c.id, "type": "function", "function": {
             "name": c.name, "arguments": c.arguments}} for c in job.calls]

@@ -25,6 +25,7 @@ from local_api.generation.compute import compute
 from local_api.openai import choices, formats, logprobs, shapes
 from local_api.openai import embeddings as openai_embeddings
 from local_api.openai import errors as openai_errors
+from local_api.openai import responses as openai_responses
 from local_api.validation import json_body
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -33,6 +34,7 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 openai_errors.register(bp)
 bp.register_blueprint(openai_embeddings.bp)
+bp.register_blueprint(openai_responses.bp)
 
 
 def _json(data: dict[str, Any]) -> Response:
