@@ -141,6 +141,9 @@ def _events(job: Job) -> Iterator[Event]:
         usage = stored["usage"]
         done = Done(usage["prompt_tokens"], usage["completion_tokens"],
                     stored["finish_reason"], stored["backend"])
+        if stored.get("reasoning"):
+            job.reasoning.append(stored["reasoning"])
+            yield Reasoning(stored["reasoning"])
         if stored["text"]:
             yield Token(stored["text"])
         _finish(job, done)
@@ -217,7 +220,8 @@ def _finish(job: Job, done: Done) -> None:
     elif job.cache_key and not job.switches:  # a failed-over answer is never cached
         ttl = cache.put(job.cache_key, {"text": text, "usage": answer["usage"],
                                         "finish_reason": done.finish_reason,
-                                        "backend": done.backend})
+                                        "backend": done.backend,
+                                        "reasoning": "".join(job.reasoning)})
         answer["cache"] = {"status": "MISS", "ttl": duration(ttl)}
     job.answer = answer
 

@@ -58,7 +58,7 @@ def olla(live_server: LiveServer, key: str) -> Iterator[ollama.Client]:
 
 
 def test_chat_completions_give_reasoning_content(oai: openai.OpenAI, fake: LocalFake) -> None:
-    fake.queue(THOUGHT, THOUGHT)
+    fake.queue(THOUGHT, THOUGHT, THOUGHT)
     done = oai.chat.completions.create(model=M, messages=HI)  # type: ignore[arg-type]
     message = done.choices[0].message
     assert message.content == "Hello there!"
@@ -69,6 +69,11 @@ def test_chat_completions_give_reasoning_content(oai: openai.OpenAI, fake: Local
                       for c in chunks)  # fmt: skip
     assert thought == "The user greets me."
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello there!"
+    greedy = [oai.chat.completions.create(model=M, messages=HI, temperature=0)  # type: ignore[arg-type]
+              for _ in range(2)]  # the second from the cache, its reasoning kept
+    assert [g.choices[0].message.reasoning_content for g in greedy] == [  # type: ignore[attr-defined]
+        "The user greets me."] * 2
+    assert len(fake.history) == 3
 
 
 def test_ollama_gives_thinking_unless_think_is_false(olla: ollama.Client,
