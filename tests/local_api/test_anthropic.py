@@ -189,3 +189,14 @@ def test_a_failure_after_the_first_byte_is_an_error_event(claude: anthropic.Anth
         for _event in stream:
             pass
     assert failed.value.body["error"]["type"] in ("overloaded_error", "api_error")  # type: ignore[index]
+
+
+def test_x_api_key_is_an_api_key_everywhere(live_server: LiveServer, key: str) -> None:
+    with httpx.Client(base_url=live_server.url) as http:
+        me = http.get("/api/v1/user/profile", headers={"x-api-key": key})
+        wrong = http.get("/api/v1/user/profile", headers={"x-api-key": "cb_wrong"})
+        both = http.get("/api/v1/user/profile", headers={"x-api-key": "cb_wrong",
+                                                    "Authorization": f"Bearer {key}"})
+    assert me.status_code == 200 and me.json()["user"]["username"] == "alice", me.text
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "UNAUTHORIZED"
+    assert both.status_code == 200  # Authorization wins, as before
