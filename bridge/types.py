@@ -81,6 +81,14 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """Thinking text a model wrote before its answer (``<think>…</think>``), separated from
+    the answer's tokens by the pipeline (bridge.reasoning); backends never emit it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class BackendSwitched:
     from_backend: str
     to_backend: str
@@ -97,7 +105,7 @@ class Done:
     engine: str = ""  # the local engine that answered (llama.cpp, transformers); "" for others
 
 
-Event = Token | BackendSwitched | Done | ToolCall
+Event = Token | BackendSwitched | Done | ToolCall | Reasoning
 
 
 @runtime_checkable

@@ -22,8 +22,18 @@ from flask import current_app
 
 from bridge import params
 from bridge.errors import BackendUnavailable, ValidationError
+from bridge.reasoning import separate
 from bridge.streaming import UNFINISHED, Primed
-from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token, ToolCall
+from bridge.types import (
+    BackendSwitched,
+    Done,
+    Event,
+    GenerateRequest,
+    Message,
+    Reasoning,
+    Token,
+    ToolCall,
+)
 from local_api.accounts.identity import Identity
 from local_api.generation import cache, conversations, embeddings
 from local_api.generation.compute import compute
@@ -57,6 +67,7 @@ class Job:
     tools: ToolSet | None = None  # a tool request: the answer is parsed into tool calls
     calls: list[ToolCall] = field(default_factory=list)
     turns: tuple[Message, ...] = ()  # stored instead of the user's prompt (tool results)
+    reasoning: list[str] = field(default_factory=list)  # <think> text (bridge.reasoning)
 
     @property
     def cache_status(self) -> str:
@@ -135,12 +146,15 @@ def _events(job: Job) -> Iterator[Event]:
         usage = stored["usage"]
         done = Done(usage["prompt_tokens"], usage["completion_tokens"],
                     stored["finish_reason"], stored["backend"])
+        if stored.get("reasoning"):
+            job.reasoning.append(stored["reasoning"])
+            yield Reasoning(stored["reasoning"])
         if stored["text"]:
             yield Token(stored["text"])
         _finish(job, done)
         yield done
         return
-    for event in compute().router.generate(job.request):
+    for event in separate(compute().router.generate(job.request)):
         observe(event)
         if job.tools is not None and isinstance(event, Token | Done):
             yield from _tool_answer(job, event)
@@ -150,6 +164,8 @@ def _events(job: Job) -> Iterator[Event]:
         if isinstance(event, Token):
             job.parts.append(event.text)
             job.logprobs.extend(event.logprobs)
+        elif isinstance(event, Reasoning):
+            job.reasoning.append(event.text)
         elif isinstance(event, BackendSwitched):
             job.switches.append(
                 {"from": event.from_backend, "to": event.to_backend, "reason": event.reason}
@@ -212,7 +228,8 @@ def _finish(job: Job, done: Done) -> None:
     elif job.cache_key and not job.switches:  # a failed-over answer is never cached
         ttl = cache.put(job.cache_key, {"text": text, "usage": answer["usage"],
                                         "finish_reason": done.finish_reason,
-                                        "backend": done.backend})
+                                        "backend": done.backend,
+                                        "reasoning": "".join(job.reasoning)})
         answer["cache"] = {"status": "MISS", "ttl": duration(ttl)}
     job.answer = answer
 
@@ -241,6 +258,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
         answer["prompt_truncated"] = True
     if job.switches:
         answer["backend_switches"] = job.switches
+    if job.reasoning:
+        answer["reasoning"] = "".join(job.reasoning)
     if job.calls:
         answer["tool_calls"] = [{"id": c.id, "type": "function", "function": {
             "name": c.name, "arguments": c.arguments}} for c in job.calls]

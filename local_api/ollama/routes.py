@@ -4,8 +4,10 @@ Point Ollama's own client at it, with an API key (or JWT) as the bearer:
 ``ollama.Client(host="http://127.0.0.1:5000/ollama", headers={"Authorization": "Bearer ..."})``.
 A handler only decodes Ollama's body into a GenerateRequest, runs the one pipeline and
 encodes its events as Ollama's objects: NDJSON lines by default, one object with
-``"stream": false``. Errors use Ollama's shape (errors.py): a real status before the first
-byte, one more ``{"error": ...}`` line after it.
+``"stream": false``. A model's reasoning (bridge.reasoning) is Ollama's ``thinking`` (in
+``message`` on /api/chat), left out when the request says ``"think": false``. Errors use
+Ollama's shape (errors.py): a real status before the first byte, one more ``{"error": ...}``
+line after it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import errors
 from bridge.streaming import encode_stream
-from bridge.types import Done, Event, GenerateRequest, Token, ToolCall
+from bridge.types import Done, Event, GenerateRequest, Reasoning, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import embeddings, pipeline
@@ -119,6 +121,8 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
         answer = pipeline.complete(job)
         keep_alive.apply(request_.model, body.get("keep_alive"))
         final = shapes.final(answer, name, chat=chat, text=answer["text"])
+        if answer.get("reasoning") and body.get("think") is not False:
+            (final["message"] if chat else final)["thinking"] = answer["reasoning"]
         if answer.get("tool_calls"):
             final["message"]["tool_calls"] = tools.calls_of(answer)
         if "logprobs" in answer:  # Ollama's shape: [{token, logprob, bytes, top_logprobs}]
@@ -126,16 +130,22 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
         response = _json(final)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     else:
-        response = _stream(job, name, chat=chat, keep=body.get("keep_alive"))
+        response = _stream(job, name, chat=chat, keep=body.get("keep_alive"),
+                           think=body.get("think") is not False)
     response.headers["X-Cache"] = job.cache_status
     return response
 
 
-def _stream(job: pipeline.Job, name: str, *, chat: bool, keep: Any = None) -> Response:
+def _stream(job: pipeline.Job, name: str, *, chat: bool, keep: Any = None,
+            think: bool = True) -> Response:
     stream = pipeline.open_stream(job)  # errors before any byte get a real status
 
     def encode(event: Event) -> Iterator[str]:
-        if isinstance(event, Token) and event.text:
+        if isinstance(event, Reasoning) and event.text and think:  # Ollama's "thinking"
+            line = shapes.chunk(name, "", chat=chat)
+            (line["message"] if chat else line)["thinking"] = event.text
+            yield _line(line)
+        elif isinstance(event, Token) and event.text:
             line = shapes.chunk(name, event.text, chat=chat)
             if job.request.logprobs is not None:
                 line["logprobs"] = list(event.logprobs)

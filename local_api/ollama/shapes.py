@@ -111,8 +111,6 @@ def name_of(body: dict[str, Any]) -> str:
 def refuse_unsupported(body: dict[str, Any]) -> None:
     """400s for what Ollama would refuse a model without the capability (same messages)."""
     model = body["model"]
-    if body.get("think") not in (None, False):
-        raise _refuse(f'"{model}" does not support thinking', "think")
     if body.get("suffix"):
         raise _refuse(f'"{model}" does not support insert', "suffix")
     if body.get("images"):
