@@ -138,6 +138,21 @@ def test_widgets_in_jupyterlab_light_and_dark(lab: tuple[b.JupyterLab, LocalFake
         assert "Load" in row.inner_text() and "ready" in row.inner_text()
         assert "PT" not in row.inner_text()
         shot(page, "models", ".jp-Cell:nth-child(3)")
+        # a download that fails says why; Retry visibly acts: "Retrying…" (disabled), then
+        # the failure marked with its attempt and time (the hub stand-in has no such repo)
+        failing = page.locator(".widget-hbox", has_text="qwen2.5-0.5b-instruct").last
+        failing.get_by_role("button", name="Download").click()
+        failing.get_by_role("button", name="Retry").wait_for()
+        failing.evaluate("row => { window.bridgeSeen = []; new MutationObserver(() => "
+                         "window.bridgeSeen.push(row.innerText)).observe(row, {subtree: true,"
+                         " childList: true, characterData: true, attributes: true}); }")
+        failing.get_by_role("button", name="Retry").click()
+        page.wait_for_function("() => window.bridgeSeen.some(t => /attempt 2 at "
+                               "\\d\\d:\\d\\d:\\d\\d/.test(t))")
+        assert any("Retrying…" in seen and "attempt 2)" in seen
+                   for seen in page.evaluate("() => window.bridgeSeen"))
+        assert failing.get_by_role("button", name="Retry").is_enabled()
+        assert "failed again (attempt 2 at" in page.inner_text(".jp-Cell:nth-child(3)")
         # status: numbers, plots, the backend table
         status = page.locator(".jp-Cell").nth(3)
         assert "cores" in status.inner_text() and "local" in status.inner_text()
