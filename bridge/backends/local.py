@@ -73,10 +73,10 @@ class LocalBackend(EmbeddingSide, Residency, TokenSide):
     def runtime_info(self) -> dict[str, Any]:
         """Which engine serves each loaded model, each llama-server's slots and state, the
         engine faults seen (newest 10), and whether llama.cpp is available (why not)."""
-        with self._lock:
-            engines = {m: s.engine.name for m, s in self._slots.items()}
-            servers = {m: s.engine.stats() for m, s in self._slots.items()
-                       if hasattr(s.engine, "stats")}  # fmt: skip
+        with self._lock:  # a snapshot; each server's /metrics is scraped outside the lock
+            loaded = {m: s.engine for m, s in self._slots.items()}
+        engines = {m: e.name for m, e in loaded.items()}
+        servers = {m: e.stats() for m, e in loaded.items() if hasattr(e, "stats")}
         return {"engine_setting": self.engine, "engines": engines, "llama_servers": servers,
                 "expires_at": {m: self.expires_at(m) for m in engines},
                 "engine_faults": self.faults[-10:], "engine_restarts": len(self.faults),

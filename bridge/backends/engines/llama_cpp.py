@@ -76,7 +76,7 @@ class LlamaCppEngine:
                  "state": self.server.exit_reason(), "processing": 0, "deferred": 0}
         try:
             text = self.server.client.get("/metrics", timeout=2.0).text
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RuntimeError):  # RuntimeError: unloaded meanwhile (client closed)
             return found
         for line in text.splitlines():  # Prometheus text: "llamacpp:requests_deferred 0"
             name, _, value = line.partition(" ")
