@@ -123,8 +123,9 @@ def test_a_client_that_goes_away_stops_its_generation_there(own: LocalBackend) -
         time.sleep(0.05)
     assert not decoding()
     idle = cpu_seconds(server.pid)
-    assert busy > 0.4, busy  # 2 threads decoding (less on a loaded machine)
-    assert idle < 0.1, (busy, idle)
+    # decoding used the CPU (up to 2 s/s with 2 threads; far less on a machine running other
+    # work), and after the close the server is idle: the drop is what the test is about
+    assert busy > 0.1 and idle < 0.1 and idle * 3 < busy, (busy, idle)
 
 
 def test_unload_and_close_stop_the_process(own: LocalBackend) -> None:
