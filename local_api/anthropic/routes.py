@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, stream_with_context
+from flask import Blueprint, Response, request, stream_with_context
 
 from bridge import errors
 from bridge.streaming import encode_stream
@@ -87,6 +87,14 @@ def count_tokens() -> Response:
     ids, _context = c.local.tokenize(model, "", [{"role": m.role, "content": m.content}
                                                 for m in messages])  # fmt: skip
     return _json({"input_tokens": len(ids)})
+
+
+@bp.route("", methods=["GET", "PUT", "PATCH", "DELETE"])
+@bp.route("/count_tokens", methods=["GET", "PUT", "PATCH", "DELETE"])
+@spec("Anthropic: any other method answers 405 in Anthropic's error shape", auth="none")
+def wrong_method() -> Response:
+    raise errors.MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
+                                  headers={"Allow": "POST"})  # fmt: skip
 
 
 def _stream(job: pipeline.Job) -> Response:

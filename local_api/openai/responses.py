@@ -178,6 +178,12 @@ def _stream(body: dict[str, Any], job: pipeline.Job) -> Response:
         state.update(open=kind, index=state["index"] + 1)
         yield sse("response.output_item.added", output_index=state["index"], item=item)
 
+    def open_message() -> Iterator[str]:
+        if state["open"] != "message":
+            yield from open_("message", items.message(None, "in_progress"))
+            yield sse("response.content_part.added", **where(items.message_id),
+                      content_index=0, part=_text_part(""))  # fmt: skip
+
     def encode(event: Event) -> Iterator[str]:
         if isinstance(event, Reasoning) and event.text:
             if state["open"] != "reasoning":
@@ -186,10 +192,7 @@ def _stream(body: dict[str, Any], job: pipeline.Job) -> Response:
             yield sse("response.reasoning_text.delta", **where(items.reasoning_id),
                       content_index=0, delta=event.text)  # fmt: skip
         elif isinstance(event, Token) and event.text:
-            if state["open"] != "message":
-                yield from open_("message", items.message(None, "in_progress"))
-                yield sse("response.content_part.added", **where(items.message_id),
-                          content_index=0, part=_text_part(""))  # fmt: skip
+            yield from open_message()
             state["text"] += event.text
             yield sse("response.output_text.delta", **where(items.message_id),
                       content_index=0, delta=event.text, logprobs=[])  # fmt: skip
@@ -205,7 +208,7 @@ def _stream(body: dict[str, Any], job: pipeline.Job) -> Response:
         elif isinstance(event, Done):
             assert job.answer is not None
             if state["index"] < 0:  # an empty answer is still one (empty) message
-                yield from open_("message", items.message(None, "in_progress"))
+                yield from open_message()
             yield from close()
             final = _object(body, job, id_, created, job.answer, items.output(job.answer))
             kind = "response.incomplete" if final["status"] == "incomplete" \

@@ -161,6 +161,9 @@ def test_errors_use_anthropics_shape(claude: anthropic.Anthropic, live_server: L
         bad_tool = http.post("/v1/messages", headers={"x-api-key": key}, json={
             "model": M, "max_tokens": 5, "messages": HI,
             "tools": [WEATHER], "tool_choice": {"type": "tool", "name": "nope"}})
+        wrong = http.get("/v1/messages", headers={"x-api-key": key})
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "POST"
+    assert wrong.json()["error"]["type"] == "invalid_request_error"
     for answer in (raw, image, bad_tool):
         assert answer.status_code == 400, answer.text
         assert answer.json()["type"] == "error", answer.text
