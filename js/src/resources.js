@@ -272,11 +272,11 @@ export class Chat extends Resource {
    * toolResults, signal }` (or `temperature`, `maxTokens` ... beside them) ->
    * `{ completion, modelId, usage, backend, conversationId, toolCalls?, parsed?, ... }`.
    */
-  async completion(options) {
+  completion(options) {
     const { body, signal, responseFormat } = nativeBody(
       typeof options === "string" ? { prompt: options } : options, "model_id");
-    return withParsed(await this._call("POST", "/chat/completion", { json: body, signal }),
-      responseFormat);
+    return this._call("POST", "/chat/completion", { json: body, signal })
+      .then((answer) => withParsed(answer, responseFormat));
   }
 
   /** Tokens as they come (NDJSON); `final` is the whole answer once it has ended. */
