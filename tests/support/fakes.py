@@ -124,7 +124,9 @@ class LocalFake(FakeBackend):
         super().__init__("local", kind="local", models=[DEFAULT_MODEL_ID], default=default)
         self.in_memory: set[str] = {DEFAULT_MODEL_ID} if loaded else set()
 
-    def load(self, model_id: str, device: str = "auto", quantization: str = "none") -> float:
+    def load(self, model_id: str, device: str = "auto", quantization: str = "none",
+             **options: Any) -> float:  # fmt: skip
+        """``options``: LocalBackend.load's engine, parallel, context (accepted, as there)."""
         self.in_memory.add(model_id)
         return 0.01
 
