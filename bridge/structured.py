@@ -21,6 +21,10 @@ from jsonschema.exceptions import SchemaError
 from bridge.errors import ValidationError
 
 ANY_OBJECT = '{"type":"object"}'
+# The local engines that constrain decoding to a schema, so serve structured outputs and the
+# tools done on it (local_api/generation/tools.py): llama.cpp by its server's grammar,
+# transformers by llguidance (bridge/backends/engines/constraints.py).
+CONSTRAINING_ENGINES = frozenset({"llama.cpp", "transformers"})
 MAX_SCHEMA_CHARS = 100_000
 
 

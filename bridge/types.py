@@ -51,6 +51,10 @@ class GenerateRequest:
     # Log-probabilities of the generated tokens: None off, else how many most likely
     # alternatives each token lists beside it (0-20, OpenAI's top_logprobs).
     logprobs: int | None = None
+    # Tokens of context the request asks for (Ollama's ``options.num_ctx``): a model loaded
+    # with less is reloaded with this much (capped by its training context); a smaller value
+    # limits this request alone. None: the context the model is loaded with.
+    num_ctx: int | None = None
 
     @property
     def deterministic(self) -> bool:
@@ -77,6 +81,14 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """Thinking text a model wrote before its answer (``<think>…</think>``), separated from
+    the answer's tokens by the pipeline (bridge.reasoning); backends never emit it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class BackendSwitched:
     from_backend: str
     to_backend: str
@@ -93,7 +105,7 @@ class Done:
     engine: str = ""  # the local engine that answered (llama.cpp, transformers); "" for others
 
 
-Event = Token | BackendSwitched | Done | ToolCall
+Event = Token | BackendSwitched | Done | ToolCall | Reasoning
 
 
 @runtime_checkable

@@ -226,6 +226,9 @@ def request_from_dict(data: Any) -> GenerateRequest:
     if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)
                                  or not 0 <= logprobs <= 20):  # fmt: skip
         raise ValidationError("logprobs must be null or 0-20", details={"field": "logprobs"})
+    num_ctx = data.get("num_ctx")
+    if num_ctx is not None and (isinstance(num_ctx, bool) or not isinstance(num_ctx, int)):
+        raise ValidationError("num_ctx must be null or an integer", details={"field": "num_ctx"})
     request = GenerateRequest(
         model=model,
         prompt=_text(data, "prompt"),
@@ -244,5 +247,6 @@ def request_from_dict(data: Any) -> GenerateRequest:
         chat=chat,
         json_schema=_schema(data),
         logprobs=logprobs,
+        num_ctx=num_ctx,
     )
     return params.check(request)  # the same check as the API's, so the two cannot drift

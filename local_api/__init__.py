@@ -28,6 +28,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     """
     from local_api import browser_guard, errors, events, limits, openapi, security
     from local_api.accounts import api_keys, audit, auth, identity, profile
+    from local_api.anthropic import routes as anthropic
     from local_api.backups import routes as backups
     from local_api.generation import cache, compute, conversations, ws
     from local_api.generation import routes as generation
@@ -74,6 +75,7 @@ def create_app(config: dict[str, Any] | Settings | None = None, **collaborators:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(landing.bp)  # / and /docs/
     app.register_blueprint(openai.bp)  # /v1, OpenAI shapes (not under /api)
+    app.register_blueprint(anthropic.bp)  # /v1/messages, Anthropic shapes
     app.register_blueprint(ollama.bp)  # /ollama/api, Ollama shapes
     return app
 

@@ -85,6 +85,24 @@ def test_readme_is_a_three_minute_read() -> None:
     assert "make run" in readme and "make test" in readme
 
 
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)|<img [^>]*src=\"([^\"]+)\"")
+
+
+def test_readme_images_resolve_to_small_files_in_the_docs() -> None:
+    """Each image the README shows is a file of this clone (under docs/, so the site has it
+    too), small enough for a README (the widget screenshot is from the browser tests)."""
+    images = [a or b for a, b in IMAGE.findall((ROOT / "README.md").read_text())]
+    assert "docs/assets/chat-widget.png" in images, images
+    for image in images:
+        path = (ROOT / image).resolve()
+        assert path.is_file() and path.is_relative_to(DOCS), image
+        if path.suffix == ".png":  # a real image, not a Git LFS pointer
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
+        assert path.stat().st_size < 150_000, (image, path.stat().st_size)
+    page = (DOCS / "guides" / "widgets.md").read_text()
+    assert "](../assets/chat-widget.png)" in page
+
+
 @pytest.mark.model
 def test_quickstart_runs_as_written(tmp_path: Path, model_store: Any) -> None:
     """Every bash and Python block of the quickstart, in order, against `bridge serve`."""

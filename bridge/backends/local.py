@@ -16,7 +16,10 @@ from typing import Any
 
 from bridge.backends.embedding import EmbeddingSide
 from bridge.backends.engines import Engine, Loaded, choose_engine, encode, gguf_in, stream
+from bridge.backends.engines.llama_server import DEFAULT_CONTEXT
 from bridge.backends.engines.llama_server import missing as llama_server_missing
+from bridge.backends.residency import Residency
+from bridge.backends.tokens import TokenSide
 from bridge.config import DEFAULT_MODEL_ID
 from bridge.errors import (
     BackendUnavailable,
@@ -32,15 +35,17 @@ from bridge.models.convert import (
     resolve_device,
 )
 from bridge.models.store import QUANTIZATIONS, ModelStore
+from bridge.params import NUM_CTX_MAX
 from bridge.types import Event, GenerateRequest
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 120.0  # how long an unload waits for the streams still reading a model
 
 
-class LocalBackend(EmbeddingSide):
+class LocalBackend(EmbeddingSide, Residency, TokenSide):
     """The Backend protocol over local models, each served by its engine (embedding models by
-    the embedding engine: bridge/backends/embedding.py)."""
+    the embedding engine: bridge/backends/embedding.py; keep-alive and context size:
+    bridge/backends/residency.py; token ids: bridge/backends/tokens.py)."""
 
     name = "local"
 
@@ -68,10 +73,10 @@ class LocalBackend(EmbeddingSide):
     def runtime_info(self) -> dict[str, Any]:
         """Which engine serves each loaded model, each llama-server's slots and state, the
         engine faults seen (newest 10), and whether llama.cpp is available (why not)."""
-        with self._lock:
-            engines = {m: s.engine.name for m, s in self._slots.items()}
-            servers = {m: s.engine.stats() for m, s in self._slots.items()
-                       if hasattr(s.engine, "stats")}  # fmt: skip
+        with self._lock:  # a snapshot; each server's /metrics is scraped outside the lock
+            loaded = {m: s.engine for m, s in self._slots.items()}
+        engines = {m: e.name for m, e in loaded.items()}
+        servers = {m: e.stats() for m, e in loaded.items() if hasattr(e, "stats")}
         return {"engine_setting": self.engine, "engines": engines, "llama_servers": servers,
                 "expires_at": {m: self.expires_at(m) for m in engines},
                 "engine_faults": self.faults[-10:], "engine_restarts": len(self.faults),
@@ -97,28 +102,6 @@ class LocalBackend(EmbeddingSide):
         """Whether this backend can serve ``model_id``: it is in the local store."""
         return self.store.has(model_id)
 
-    def keep(self, model_id: str, seconds: float) -> None:
-        """Keep a loaded model ``seconds`` idle from now (inf: until unloaded), as a request's
-        ``keep_alive`` asks; a model not loaded is left alone."""
-        if (slot := self._slots.get(model_id)) is not None:
-            slot.keep_alive, slot.last_used = seconds, time.monotonic()
-
-    def expires_at(self, model_id: str) -> float | None:
-        """When (epoch seconds) a loaded model unloads if left idle; None: never or not loaded."""
-        slot = self._slots.get(model_id)
-        hold = slot.keep_alive if slot and slot.keep_alive is not None else self.keep_alive
-        if slot is None or hold is None or hold == float("inf"):
-            return None
-        return time.time() + hold - (time.monotonic() - slot.last_used)
-
-    def unload_idle(self) -> list[str]:
-        """Unload models idle past their keep-alive (the request's, else the backend's)."""
-        gone = [model_id for model_id, slot in list(self._slots.items()) if not slot.active
-                and (until := self.expires_at(model_id)) is not None and until <= time.time()]
-        for model_id in gone:
-            self.unload(model_id)
-        return gone
-
     def _gguf(self, model_id: str) -> Path | None:
         """The GGUF file that holds a model, if it is one (the default model: its package's)."""
         if model_id == DEFAULT_MODEL_ID:
@@ -127,12 +110,18 @@ class LocalBackend(EmbeddingSide):
         return gguf_in(info.path) if info.status == "ready" and info.path else None
 
     def load(self, model_id: str, device: str = "auto", quantization: str = "none",
-             engine: str | None = None, parallel: int | None = None) -> float:  # fmt: skip
+             engine: str | None = None, parallel: int | None = None,
+             context: int | None = None) -> float:  # fmt: skip
         """Load a model (no-op when loaded alike; the old copy stays on error); returns seconds.
         ``engine``: auto (llama.cpp for a GGUF on CPU), llama.cpp or transformers;
-        ``parallel``: llama.cpp slots for this model (None: the backend's setting)."""
+        ``parallel``: llama.cpp slots for this model (None: the backend's setting);
+        ``context``: tokens of context per request (Ollama's num_ctx; None: the backend's,
+        BRIDGE_CONTEXT_LENGTH; capped by the model's training context)."""
         if parallel is not None and not 1 <= parallel <= 64:
             raise ValidationError("parallel must be between 1 and 64")
+        if context is not None and not 1 <= context <= NUM_CTX_MAX:
+            raise ValidationError(f"num_ctx must be between 1 and {NUM_CTX_MAX}")
+        asked = self.load_options(device, quantization, engine, parallel, context)
         if quantization not in QUANTIZATIONS:
             raise ValidationError(f"Unknown quantization {quantization!r}: one of {QUANTIZATIONS}")
         device = resolve_device(self.device if device == "auto" else device)
@@ -149,10 +138,12 @@ class LocalBackend(EmbeddingSide):
             slots = parallel or self.parallel
             now = getattr(old.engine, "plan", None) if old is not None else None
             if old is not None and old.engine.settings == (name, device, label) and (
-                    parallel is None or now is None or now.parallel == parallel):
+                    parallel is None or now is None or now.parallel == parallel) and (
+                    context in (None, old.engine.context, old.options.get("context"))):
                 return 0.0
             start = time.perf_counter()
-            new = Loaded(self._open(model_id, name, device, quantization, gguf, slots))
+            new = Loaded(self._open(model_id, name, device, quantization, gguf, slots, context),
+                         options=asked)
             self._slots[model_id] = new
             if model_id != DEFAULT_MODEL_ID or self.store.is_complete(model_id):
                 self.store.pin(model_id)
@@ -163,14 +154,16 @@ class LocalBackend(EmbeddingSide):
         return seconds
 
     def _open(self, model_id: str, name: str, device: str, quantization: str,
-              gguf: Path | None, parallel: int = 0) -> Engine:  # fmt: skip
+              gguf: Path | None, parallel: int = 0, context: int | None = None,
+              ) -> Engine:  # fmt: skip
         """Load the weights into the engine called ``name``."""
         stored = model_id != DEFAULT_MODEL_ID
+        context = context or self.max_context
         if name == "llama.cpp" and gguf is not None:
             from bridge.backends.engines.llama_cpp import LlamaCppEngine
             from bridge.backends.engines.llama_server import plan
 
-            how = plan(gguf, parallel=parallel, context=self.max_context or 0,
+            how = plan(gguf, parallel=parallel, context=context or 0,
                        threads=self.threads or 0)  # fmt: skip
             engine: Engine = self._load_checked(model_id, stored, lambda: LlamaCppEngine(
                 gguf, how, binary=self.llama_server, cache_prompt=self.prompt_cache))  # fmt: skip
@@ -191,7 +184,7 @@ class LocalBackend(EmbeddingSide):
         path = str(info.path)
         model = self._load_checked(model_id, True, lambda: load_model(path, device, quantization))
         tokenizer = self._load_checked(model_id, True, lambda: AutoTokenizer.from_pretrained(path))
-        return TransformersEngine(model, tokenizer, device, quantization, self.max_context)
+        return TransformersEngine(model, tokenizer, device, quantization, context)
 
     def _load_checked(self, model_id: str, stored: bool, load: Callable[[], Any]) -> Any:
         """Run ``load``; a corrupt model folder is reported as ModelCorrupted naming the file."""
@@ -236,13 +229,17 @@ class LocalBackend(EmbeddingSide):
         for model_id in list(self._slots):
             self.unload(model_id)
 
-    def _slot(self, model_id: str) -> Loaded:
+    def _slot(self, model_id: str, num_ctx: int | None = None) -> Loaded:
+        """The loaded model (loaded now if not yet, restarted if its process died, reloaded
+        when ``num_ctx`` asks more context than it has), counted as in use."""
         with self._lock:
             dead = self._slots.get(model_id)
             if dead is not None and not getattr(dead.engine, "alive", lambda: True)():
                 self._restart(model_id, dead)
-            if model_id not in self._slots:
-                self.load(model_id)
+            if model_id not in self._slots:  # with num_ctx where it asks more than the default
+                more = (num_ctx or 0) > (self.max_context or DEFAULT_CONTEXT)
+                self.load(model_id, context=num_ctx if more else None)
+            self._fit_context(model_id, num_ctx)
             slot = self._slots[model_id]
             slot.active += 1
             slot.last_used = time.monotonic()
@@ -269,42 +266,20 @@ class LocalBackend(EmbeddingSide):
             slot.active -= 1
             slot.last_used = time.monotonic()
 
-    def count_tokens(self, model_id: str, text: str) -> int:
-        """Tokens ``text`` takes for this model."""
-        return len(self.tokenize(model_id, text)[0])
-
-    def tokenize(self, model_id: str, text: str = "", messages: list[dict[str, str]] | None = None,
-                 ) -> tuple[list[int], int]:  # fmt: skip
-        """(token ids, the model's context): of ``text``, or of ``messages`` rendered with the
-        model's chat template (what a chat request's prompt takes)."""
-        slot = self._slot(model_id)
-        try:
-            prompt = slot.engine.template(messages) if messages else text
-            return slot.engine.tokenize(prompt), slot.engine.context
-        finally:
-            self._release(slot)
-
-    def detokenize(self, model_id: str, ids: list[int]) -> str:
-        """The text of token ids for this model."""
-        slot = self._slot(model_id)
-        try:
-            return slot.engine.detokenize(ids)
-        finally:
-            self._release(slot)
-
     def generate(self, request: GenerateRequest) -> Iterator[Event]:
         """Stream Token events, then one Done (the model loads on first use)."""
         if request.max_tokens < 1:
             raise ValidationError("max_tokens must be at least 1")
         for attempt in (1, 2):
-            slot = self._slot(request.model)
+            slot = self._slot(request.model, request.num_ctx)
             sent = False
             try:
                 if request.logprobs is not None and slot.engine.name != "llama.cpp":
                     raise NotSupported(
                         f"logprobs come from the llama.cpp engine; {request.model!r} is served "
                         f"by the {slot.engine.name} engine, which does not return them")
-                for event in stream(slot.engine, request, *encode(slot.engine, request)):
+                ids = encode(slot.engine, request, self.effective_context(slot, request.num_ctx))
+                for event in stream(slot.engine, request, *ids):
                     sent = True
                     yield event
                 return

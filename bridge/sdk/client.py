@@ -27,24 +27,23 @@ envelope's ``code``::
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, Literal, overload
 
 import httpx
 
 from bridge.errors import BridgeError, ServiceUnreachable, Unauthorized
+from bridge.sdk.chat import Chat, finish, native_body
 from bridge.sdk.embeddings import Embeddings
 from bridge.sdk.resources import (
     Admin,
     Auth,
-    Chat,
     Colab,
     Conversations,
     Database,
     Models,
     System,
     User,
-    compact,
-    parameters_of,
 )
 from bridge.sdk.stream import ChatStream, error_from_response
 from bridge.sdk.tokens import Tokens
@@ -133,31 +132,43 @@ class Client:
     # -- FT's generate ---------------------------------------------------------------------
 
     @overload
-    def generate(self, prompt: str, model: str | None = None, *,
+    def generate(self, prompt: str | None = None, model: str | None = None, *,
                  parameters: dict[str, Any] | None = None, conversation_id: str | None = None,
                  stream: Literal[False] = False, **params: Any) -> Generation: ...
 
     @overload
-    def generate(self, prompt: str, model: str | None = None, *,
+    def generate(self, prompt: str | None = None, model: str | None = None, *,
                  parameters: dict[str, Any] | None = None, conversation_id: str | None = None,
                  stream: Literal[True], **params: Any) -> ChatStream: ...
 
     def generate(
         self,
-        prompt: str,
+        prompt: str | None = None,
         model: str | None = None,
         *,
         parameters: dict[str, Any] | None = None,
         conversation_id: str | None = None,
         stream: bool = False,
+        response_format: Any = None,
+        tools: list[Any] | None = None,
+        tool_choice: Any = None,
+        parallel_tool_calls: bool | None = None,
+        tool_results: list[dict[str, Any]] | None = None,
         **params: Any,
     ) -> Generation | ChatStream:
-        """FT's ``POST /generate``: a ``Generation`` (``.response``), or a ChatStream."""
-        body = compact(prompt=prompt, model=model, conversation_id=conversation_id,
-                       parameters=parameters_of(parameters, params) or None)
+        """FT's ``POST /generate``: a ``Generation`` (``.response``, ``.parsed``,
+        ``.tool_calls``), or a ChatStream. The structured-output and tool options are
+        ``client.chat.completion``'s."""
+        body = native_body(prompt, ("model", model), parameters=parameters, params=params,
+                           conversation_id=conversation_id, tool_results=tool_results,
+                           response_format=response_format, tools=tools,
+                           tool_choice=tool_choice,
+                           parallel_tool_calls=parallel_tool_calls)  # fmt: skip
         if stream:
-            return self.open_stream("/api/v1/generate", body, Generation)
-        return Generation(self.request("POST", "/api/v1/generate", json=body))
+            return self.open_stream("/api/v1/generate", body,
+                                    lambda event: finish(Generation(event), response_format))
+        return finish(Generation(self.request("POST", "/api/v1/generate", json=body)),
+                      response_format)  # fmt: skip
 
     # -- transport -------------------------------------------------------------------------
 
@@ -185,7 +196,8 @@ class Client:
                 details={"url": self.base_url, "path": path},
             ) from None
 
-    def open_stream(self, path: str, body: dict[str, Any], final: type[Any]) -> ChatStream:
+    def open_stream(self, path: str, body: dict[str, Any],
+                    final: Callable[[dict[str, Any]], Any]) -> ChatStream:
         """POST ``body`` with ``stream: true``; the NDJSON answer as a ChatStream of tokens."""
         response = self._send("POST", path, json={**body, "stream": True}, params=None,
                               auth=True, timeout=None, stream=True)

@@ -6,6 +6,7 @@ client, so the client can import the resources without an import cycle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from bridge.sdk.stream import ChatStream
@@ -27,7 +28,8 @@ class Requester(Protocol):
         timeout: float | None = None,
     ) -> Any: ...
 
-    def open_stream(self, path: str, body: dict[str, Any], final: type[Any]) -> ChatStream: ...
+    def open_stream(self, path: str, body: dict[str, Any],
+                    final: Callable[[dict[str, Any]], Any]) -> ChatStream: ...
 
     def _login(self, username: str, password: str) -> dict[str, Any]: ...
 

@@ -9,11 +9,9 @@ from urllib.parse import quote
 
 from bridge.errors import BridgeError, Conflict, DownloadFailed, Unauthorized
 from bridge.sdk.requester import Requester
-from bridge.sdk.stream import ChatStream
 from bridge.sdk.types import (
     ApiKey,
     Backup,
-    Completion,
     ConnectResult,
     Conversation,
     DownloadJob,
@@ -178,8 +176,11 @@ class Models(_Resource):
         return DownloadJob(self._call("DELETE", f"/models/{_id(model_id)}/download"))
 
     def load(self, model_id: str, *, device: str | None = None,
-             quantization: str | None = None) -> LoadResult:
-        params = {k: v for k, v in (("device", device), ("quantization", quantization)) if v}
+             quantization: str | None = None, num_ctx: int | None = None) -> LoadResult:
+        """Load a model into memory; ``num_ctx``: tokens of context per request (Ollama's
+        name; capped by the model's training context; default BRIDGE_CONTEXT_LENGTH)."""
+        params = {k: v for k, v in (("device", device), ("quantization", quantization),
+                                    ("num_ctx", num_ctx)) if v}
         return LoadResult(self._call("POST", "/models/load",
                                      json=compact(model_id=model_id, parameters=params or None)))
 
@@ -189,38 +190,6 @@ class Models(_Resource):
     def delete(self, model_id: str) -> Record:
         """Remove a stored model from disk."""
         return Record(self._call("DELETE", f"/models/{_id(model_id)}"))
-
-
-class Chat(_Resource):
-    """AQ's chat completion, whole or streamed token by token."""
-
-    def completion(
-        self,
-        prompt: str,
-        model_id: str | None = None,
-        *,
-        parameters: dict[str, Any] | None = None,
-        conversation_id: str | None = None,
-        **params: Any,
-    ) -> Completion:
-        """The answer: ``.completion``, ``.usage``, ``.backend``, ``.conversation_id``."""
-        body = compact(prompt=prompt, model_id=model_id, conversation_id=conversation_id,
-                       parameters=parameters_of(parameters, params) or None)
-        return Completion(self._call("POST", "/chat/completion", json=body))
-
-    def stream(
-        self,
-        prompt: str,
-        model_id: str | None = None,
-        *,
-        parameters: dict[str, Any] | None = None,
-        conversation_id: str | None = None,
-        **params: Any,
-    ) -> ChatStream:
-        """Tokens as they come (NDJSON); ``.final`` is the Completion once it has ended."""
-        body = compact(prompt=prompt, model_id=model_id, conversation_id=conversation_id,
-                       parameters=parameters_of(parameters, params) or None)
-        return self._client.open_stream(V1 + "/chat/completion", body, Completion)
 
 
 class Conversations(_Resource):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -58,16 +58,19 @@ class ChatStream(Iterator[str]):
     ``for token in client.chat.stream(prompt="Hi"): print(token, end="")``. An error line
     from the service raises its typed error; a connection cut (or closed) before the final
     line raises ``ServiceUnreachable``. ``close()`` (or leaving a ``with`` block) stops the
-    generation on the service. ``switches`` lists ``backend_switched`` events.
+    generation on the service. ``switches`` lists ``backend_switched`` events, ``tool_calls``
+    the tool calls (``{id, name, arguments}``) as they arrive.
     """
 
-    def __init__(self, response: httpx.Response, base_url: str, final: type[Any]) -> None:
+    def __init__(self, response: httpx.Response, base_url: str,
+                 final: Callable[[dict[str, Any]], Any]) -> None:
         self._response = response
         self._lines = response.iter_lines()
         self._base_url = base_url
         self._final_type = final
         self.tokens: list[str] = []
         self.switches: list[Record] = []
+        self.tool_calls: list[Record] = []  # {id, name, arguments} as each call arrives
         self.final: Any = None
         self._done = False
 
@@ -115,6 +118,9 @@ class ChatStream(Iterator[str]):
             if "error" in event:
                 self.close()
                 raise error_from_envelope(event, 500)
+            if isinstance(event.get("tool_call"), dict):
+                self.tool_calls.append(Record(event["tool_call"]))
+                continue
             if event.get("event") == "backend_switched":
                 self.switches.append(Record(event))
                 continue

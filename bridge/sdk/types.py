@@ -84,8 +84,20 @@ class Usage(Record):
     time: str  # FT's shape: ISO 8601 duration
 
 
+class ToolCall(Record):
+    """A tool call of an answer: its id (for ``tool_results``), the function's name and its
+    arguments (an object)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
 class Completion(Record):
-    """AQ's chat completion, plus which backend answered and where it was stored."""
+    """AQ's chat completion, plus which backend answered and where it was stored.
+
+    ``tool_calls`` when the model called tools (``finish_reason: "tool_calls"``); ``parsed``
+    (an attribute, not a key) the answer as the request's ``response_format`` asked."""
 
     completion: str
     model_id: str
@@ -95,7 +107,9 @@ class Completion(Record):
     finish_reason: str
     metrics: Record
     cache: Record | None
-    _nested = {"usage": Usage}
+    tool_calls: list[ToolCall] | None
+    parsed: Any
+    _nested = {"usage": Usage, "tool_calls": ToolCall}
 
     @property
     def text(self) -> str:
@@ -113,7 +127,9 @@ class Generation(Record):
     finish_reason: str
     metrics: Record
     cache: Record | None
-    _nested = {"usage": Usage}
+    tool_calls: list[ToolCall] | None
+    parsed: Any
+    _nested = {"usage": Usage, "tool_calls": ToolCall}
 
     @property
     def text(self) -> str:
@@ -153,6 +169,8 @@ class LoadResult(Record):
     load_time: float
     device: str
     quantization: str
+    engine: str | None
+    num_ctx: int | None  # tokens of context per request the model got
 
 
 class Message(Record):

@@ -1,9 +1,12 @@
 """ModelsWidget: the catalog with a button per model (download, cancel, load, unload) and a
-live progress bar for each download."""
+live progress bar for each download. A failed download offers Retry; pressing it shows
+"Retrying…" (button disabled) until the service answers, then the new outcome, a failure
+with its attempt number and time (``attempt 2 at 16:21:05``), so a retry never looks idle."""
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import ipywidgets as w
@@ -25,6 +28,7 @@ class ModelRow:
     def __init__(self, owner: ModelsWidget, model_id: str) -> None:
         self.model_id = model_id
         self.job_status = ""  # the last download's status seen on this row
+        self.attempts = 0  # downloads started from this row (Retry adds one)
         # the name is there from the start (a download begun from code has no catalog row yet)
         self.name = w.HTML(f"<b>{escape(model_id)}</b>", layout=w.Layout(min_width="16em"))
         self.status = w.HTML(layout=w.Layout(min_width="7em"))
@@ -69,12 +73,30 @@ class ModelRow:
             line = f"failed: {reason}"
         self.detail.value = f"<small>{escape(line)}</small>"
 
-    def show_failure(self, error: BaseException) -> None:
-        """The download failed before or while it ran: say why on the row, offer Retry."""
+    def show_retrying(self) -> None:
+        """Retry pressed: the button says so and waits (disabled) for the service's answer."""
+        self.job_status = "queued"
+        self.status.value = "retrying"
+        self.button.description, self.button.disabled = "Retrying…", True
+        self.bar.bar_style = "info"
+        self.detail.value = f"<small>retrying… (attempt {self.attempts})</small>"
+
+    def attempt(self) -> str:
+        """``attempt 2 at 16:21:05`` (local time) after a retry; '' for a first attempt."""
+        if self.attempts < 2:
+            return ""
+        return f"attempt {self.attempts} at {time.strftime('%H:%M:%S')}"
+
+    def show_failure(self, error: BaseException) -> str:
+        """The download failed before or while it ran: say why on the row (with the attempt
+        and its time after a retry), offer Retry. Returns the attempt ('' for a first)."""
         self.job_status = "failed"
         self.set_status("failed")
         self.bar.bar_style = "danger"
-        self.detail.value = f"<small>{escape(text.error(error))}</small>"
+        attempt = self.attempt()
+        line = f"{attempt}: {text.error(error)}" if attempt else text.error(error)
+        self.detail.value = f"<small>{escape(line)}</small>"
+        return attempt
 
 
 class ModelsWidget(BaseWidget):
@@ -131,15 +153,21 @@ class ModelsWidget(BaseWidget):
 
     def download(self, model_id: str, **source: Any) -> threading.Thread | None:
         """Start a download (a registry id, or ``repo_id=``, ``url=``, ``path=``...);
-        its bar moves as it goes. ``wait()`` blocks until it ends."""
+        its bar moves as it goes. ``wait()`` blocks until it ends. After a failure on the
+        row (Retry), the row says "Retrying…" until the service accepts or refuses it."""
         if self.guard(lambda: self.sdk) is None:
             return None
         self.clear_error()
         self._sources[model_id] = source
         row = self._row(model_id)
-        row.job_status = "queued"
-        row.set_status("queued")
-        row.detail.value = "<small>starting…</small>"
+        retry = row.job_status == "failed"
+        row.attempts += 1
+        if retry:
+            row.show_retrying()
+        else:
+            row.job_status = "queued"
+            row.set_status("queued")
+            row.detail.value = "<small>starting…</small>"
         return self.in_thread(self._download, model_id, source)
 
     def _download(self, model_id: str, source: dict[str, Any]) -> None:
@@ -148,10 +176,12 @@ class ModelsWidget(BaseWidget):
             job = self.sdk.models.download(model_id, progress=row.show_job,
                                            poll_interval=self.poll_interval, **source)
         except Exception as exc:
-            row.show_failure(exc)
+            attempt = row.show_failure(exc)
             self.guard(self._refresh)
-            self.show_error(f"Download of {model_id} failed: {text.error(exc)}")
+            again = f" again ({attempt})" if attempt else ""
+            self.show_error(f"Download of {model_id} failed{again}: {text.error(exc)}")
             return
+        row.attempts = 0  # a later failure is a first one again
         row.show_job(job)
         self._refresh()
 

@@ -1,7 +1,7 @@
 // Keys between the service's snake_case and JavaScript's camelCase.
 
 /** Object keys whose values are the caller's own data: their keys are never renamed. */
-const OPAQUE = new Set(["otherPreferences", "other_preferences", "headers"]);
+const OPAQUE = new Set(["otherPreferences", "other_preferences", "headers", "arguments"]);
 
 /** `conversation_id` -> `conversationId` (leading underscores and digits are kept). */
 export function camelKey(key) {

@@ -1,6 +1,7 @@
 // The JavaScript SDK: `Client`, a fetch-based client for the Compute Bridge API.
 
-import { compact, toCamel, toSnake } from "./case.js";
+import { toCamel, toSnake } from "./case.js";
+import { nativeBody, withParsed } from "./structured.js";
 import {
   BridgeError,
   ServiceUnreachable,
@@ -17,7 +18,6 @@ import {
   Models,
   System,
   User,
-  parametersOf,
 } from "./resources.js";
 import { Embeddings } from "./embeddings.js";
 import { openSocket } from "./socket.js";
@@ -164,16 +164,10 @@ export class Client {
     const options = typeof promptOrOptions === "string"
       ? { prompt: promptOrOptions, model }
       : { ...(promptOrOptions || {}) };
-    const { prompt, model: modelName, modelId, parameters, conversationId, stream, signal,
-      ...params } = options;
-    const body = compact({
-      prompt,
-      model: modelName ?? modelId,
-      conversation_id: conversationId,
-      parameters: parametersOf(parameters, params),
-    });
+    const { body, signal, stream, responseFormat } = nativeBody(options, "model");
     if (stream) return this.openStream("/api/v1/generate", body, { signal });
-    return this.request("POST", "/api/v1/generate", { json: body, signal });
+    return this.request("POST", "/api/v1/generate", { json: body, signal })
+      .then((answer) => withParsed(answer, responseFormat));
   }
 
   /** A WebSocket on `/ws` (chat streams, status pushes, model_status, chat_update). */

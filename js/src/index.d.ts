@@ -42,8 +42,20 @@ export interface BackendSwitch extends Answer {
   reason?: string;
 }
 
+/** A tool call of an answer: its id (for `toolResults`), the function's name, its arguments. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** The arguments, an object (its keys as the function's schema spells them). */
+  arguments: Record<string, unknown>;
+}
+
 interface GenerationExtras extends Answer {
   usage: Usage;
+  /** The tool calls, when the model called tools (`finishReason: "tool_calls"`). */
+  toolCalls?: ToolCall[];
+  /** The answer decoded as JSON, when a `responseFormat` other than "text" was asked. */
+  parsed?: unknown;
   /** `local`, or the name of the worker that answered. */
   backend: string;
   conversationId: string;
@@ -221,13 +233,41 @@ export interface Parameters {
   max_tokens?: number;
 }
 
+/** A JSON Schema (draft 2020-12; drafts 7 and 2019-09 documents' common keywords too). */
+export type JsonSchema = Record<string, unknown>;
+
+/** `"text"` (the default), `"json"` (any JSON object) or a JSON Schema the answer matches. */
+export type ResponseFormat = "text" | "json" | JsonSchema;
+
+/** A function the model may call: OpenAI's shape, or the function alone. */
+export type Tool =
+  | { type: "function"; function: { name: string; description?: string; parameters?: JsonSchema } }
+  | { name: string; description?: string; parameters?: JsonSchema };
+
+/** `"auto"` (the default), `"none"`, `"required"`, or the name of the function to call. */
+export type ToolChoice = "auto" | "none" | "required" | (string & {});
+
+/** The result of a tool call, sent back with the answer's `conversationId`. */
+export interface ToolResult {
+  toolCallId: string;
+  content: string;
+}
+
 export interface ChatOptions extends Parameters {
-  prompt: string;
+  /** Required, unless `toolResults` answer the calls of `conversationId`. */
+  prompt?: string;
   modelId?: string;
   /** FT's name for modelId. */
   model?: string;
   parameters?: Parameters;
   conversationId?: string;
+  /** Constrains the answer (constrained decoding); the answer's `parsed` is it decoded. */
+  responseFormat?: ResponseFormat;
+  tools?: Tool[];
+  toolChoice?: ToolChoice;
+  /** false: one tool call at most. */
+  parallelToolCalls?: boolean;
+  toolResults?: ToolResult[];
   signal?: AbortSignal;
 }
 
@@ -314,6 +354,8 @@ export declare class ChatStream<Final extends Answer = Completion>
   implements AsyncIterableIterator<string> {
   readonly tokens: string[];
   readonly switches: BackendSwitch[];
+  /** The tool calls, as each arrives. */
+  readonly toolCalls: ToolCall[];
   /** The whole answer, once the final line has come. */
   readonly final: Final | undefined;
   /** The answer so far. */
@@ -476,6 +518,8 @@ export interface SocketEvents {
 export declare class SocketChatStream implements AsyncIterableIterator<string> {
   readonly tokens: string[];
   readonly switches: BackendSwitch[];
+  /** The tool calls, as each arrives. */
+  readonly toolCalls: ToolCall[];
   readonly final: Completion | undefined;
   readonly text: string;
   next(): Promise<IteratorResult<string, undefined>>;

@@ -1,31 +1,15 @@
 // The SDK's resources, one small class per part of the API (`client.models`, ...), named as in
 // the Python SDK (bridge/sdk/resources.py), with camelCase names and options objects.
 
-import { compact, snakeKey, toSnake } from "./case.js";
+import { compact, toSnake } from "./case.js";
+import { parametersOf } from "./parameters.js";
+import { nativeBody, withParsed } from "./structured.js";
 import { BridgeError, Conflict, DownloadFailed, Unauthorized } from "./errors.js";
 
 const V1 = "/api/v1";
 const DOWNLOAD_DONE = new Set(["completed", "ready", "failed", "cancelled", "error"]);
 const CONNECT_TIMEOUT = 600; // seconds: the longest launch the service allows
-const PARAMETERS = new Set(["temperature", "top_p", "top_k", "max_tokens", "stop", "seed"]);
-
-/**
- * `parameters` merged with shortcuts (`temperature: 0`), keys in the service's snake_case;
- * undefined when empty. Unknown names are a TypeError, as in the Python SDK.
- */
-export function parametersOf(parameters, shortcuts = {}) {
-  const merged = {};
-  for (const [key, value] of Object.entries({ ...(parameters || {}), ...shortcuts })) {
-    const name = snakeKey(key);
-    if (!PARAMETERS.has(name)) {
-      throw new TypeError(
-        `unknown parameter ${key}; known: maxTokens, seed, stop, temperature, topK, topP`,
-      );
-    }
-    if (value !== undefined && value !== null) merged[name] = value;
-  }
-  return Object.keys(merged).length ? merged : undefined;
-}
+export { parametersOf };
 
 function id(value) {
   return encodeURIComponent(String(value));
@@ -276,35 +260,29 @@ export class Models extends Resource {
   }
 }
 
-function chatBody(options, modelKey) {
-  const { prompt, modelId, model, parameters, conversationId, signal, ...shortcuts } = options;
-  return {
-    body: compact({
-      prompt,
-      [modelKey]: modelId ?? model,
-      conversation_id: conversationId,
-      parameters: parametersOf(parameters, shortcuts),
-    }),
-    signal,
-  };
-}
-
-/** AQ's chat completion, whole or streamed token by token. */
+/**
+ * AQ's chat completion, whole or streamed token by token. `responseFormat` ("json" or a JSON
+ * Schema) constrains the answer (`parsed` is it decoded); `tools`, `toolChoice`,
+ * `parallelToolCalls` give `toolCalls` `[{ id, name, arguments }]`, answered with
+ * `toolResults: [{ toolCallId, content }]` and the `conversationId`.
+ */
 export class Chat extends Resource {
   /**
-   * `{ prompt, modelId, parameters, conversationId, signal }` (or `temperature`, `maxTokens`
-   * ... beside them) -> `{ completion, modelId, usage, backend, conversationId, ... }`.
+   * `{ prompt, modelId, parameters, conversationId, responseFormat, tools, toolChoice,
+   * toolResults, signal }` (or `temperature`, `maxTokens` ... beside them) ->
+   * `{ completion, modelId, usage, backend, conversationId, toolCalls?, parsed?, ... }`.
    */
-  completion(options) {
-    const { body, signal } = chatBody(typeof options === "string" ? { prompt: options } : options,
-      "model_id");
-    return this._call("POST", "/chat/completion", { json: body, signal });
+  async completion(options) {
+    const { body, signal, responseFormat } = nativeBody(
+      typeof options === "string" ? { prompt: options } : options, "model_id");
+    return withParsed(await this._call("POST", "/chat/completion", { json: body, signal }),
+      responseFormat);
   }
 
   /** Tokens as they come (NDJSON); `final` is the whole answer once it has ended. */
   stream(options) {
-    const { body, signal } = chatBody(typeof options === "string" ? { prompt: options } : options,
-      "model_id");
+    const { body, signal } = nativeBody(
+      typeof options === "string" ? { prompt: options } : options, "model_id");
     return this._client.openStream(`${V1}/chat/completion`, body, { signal });
   }
 }

@@ -3,14 +3,14 @@
 // `?token=`); Node uses the `ws` package (token in the Authorization header), an optional
 // peer dependency, or Node's own WebSocket where there is one.
 
-import { compact, toCamel } from "./case.js";
+import { toCamel } from "./case.js";
 import {
   BridgeError,
   ServiceUnreachable,
   errorForCode,
   errorFromEnvelope,
 } from "./errors.js";
-import { parametersOf } from "./resources.js";
+import { nativeBody } from "./structured.js";
 
 const IS_NODE = typeof globalThis.process?.versions?.node === "string"
   && typeof globalThis.window === "undefined";
@@ -174,6 +174,7 @@ export class SocketChatStream {
   constructor(socket, data, signal) {
     this.tokens = [];
     this.switches = [];
+    this.toolCalls = []; // { id, name, arguments } as each tool call arrives
     this.final = undefined;
     this._socket = socket;
     this._data = data;
@@ -231,6 +232,7 @@ export class SocketChatStream {
         this._inbox.end();
         return true;
       }
+      if (data.tool_call && reading) this.toolCalls.push(toCamel(data.tool_call));
       if (data.token && reading) {
         const token = String(data.token);
         this.tokens.push(token);
@@ -340,14 +342,8 @@ export class BridgeSocket {
    * the service stops generating. Several chats may stream on one socket at once.
    */
   chatStream(options) {
-    const { prompt, modelId, model, parameters, conversationId, signal, ...shortcuts } =
-      typeof options === "string" ? { prompt: options } : options;
-    const data = compact({
-      prompt,
-      model_id: modelId ?? model,
-      conversation_id: conversationId,
-      parameters: parametersOf(parameters, shortcuts),
-    });
+    const { body: data, signal } = nativeBody(
+      typeof options === "string" ? { prompt: options } : options, "model_id");
     const chat = new SocketChatStream(this, data, signal);
     const id = `chat-${(this._nextId += 1)}`;
     chat._id = id;

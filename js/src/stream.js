@@ -23,6 +23,7 @@ export class ChatStream {
   constructor(open, { baseUrl, signal, idleTimeout } = {}) {
     this.tokens = [];
     this.switches = [];
+    this.toolCalls = []; // { id, name, arguments } as each tool call arrives
     this.final = undefined;
     this._baseUrl = baseUrl;
     this._signal = signal;
@@ -180,6 +181,10 @@ export class ChatStream {
     }
     if (event.event === "backend_switched") {
       this.switches.push(toCamel(event));
+      return undefined;
+    }
+    if (event.tool_call && typeof event.tool_call === "object") {
+      this.toolCalls.push(toCamel(event.tool_call));
       return undefined;
     }
     if (event.is_final) {

@@ -42,13 +42,17 @@ class Identity:
 
 
 def bearer() -> str | None:
-    """The bearer credential from the Authorization header (or ?token= on WebSockets)."""
+    """The bearer credential from the Authorization header (or ?token= on WebSockets), else
+    an ``x-api-key`` header (what the ``anthropic`` SDK sends instead: Anthropic's API
+    reference, "Authentication")."""
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("Authorization header must be 'Bearer <token>'")
         return value.strip()
+    if request.headers.get("X-Api-Key", "").strip():
+        return request.headers["X-Api-Key"].strip()
     if request.path == "/ws":
         return request.args.get("token") or None
     return None

@@ -59,8 +59,11 @@ def append(
     *,
     backend: str,
     tokens: int,
+    turns: tuple[Message, ...] = (),
 ) -> str:
-    """Store one exchange (creating the conversation when new) in one transaction."""
+    """Store one exchange (creating the conversation when new) in one transaction: the user's
+    ``prompt`` (or, when given, ``turns``: a tool-results turn's ``tool`` messages), then the
+    ``answer``."""
     now = utcnow()
     with engine().begin() as conn:
         if conversation_id is None:
@@ -85,8 +88,8 @@ def append(
         conn.execute(
             schema.messages.insert(),
             [
-                {"conversation_id": conversation_id, "role": "user", "content": prompt,
-                 "created_at": now},
+                *({"conversation_id": conversation_id, "role": m.role, "content": m.content,
+                   "created_at": now} for m in turns or (Message("user", prompt),)),
                 {"conversation_id": conversation_id, "role": "assistant", "content": answer,
                  "backend": backend, "tokens": tokens, "created_at": utcnow()},
             ],

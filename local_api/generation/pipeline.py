@@ -22,12 +22,22 @@ from flask import current_app
 
 from bridge import params
 from bridge.errors import BackendUnavailable, ValidationError
+from bridge.reasoning import separate
 from bridge.streaming import UNFINISHED, Primed
-from bridge.types import BackendSwitched, Done, Event, GenerateRequest, Message, Token, ToolCall
+from bridge.types import (
+    BackendSwitched,
+    Done,
+    Event,
+    GenerateRequest,
+    Message,
+    Reasoning,
+    Token,
+    ToolCall,
+)
 from local_api.accounts.identity import Identity
 from local_api.generation import cache, conversations, embeddings
 from local_api.generation.compute import compute
-from local_api.generation.tools import ToolSet, constrain, parse
+from local_api.generation.tools import ToolSet, calls_text, constrain, parse
 from local_api.system.metrics import observe
 from local_api.timeutil import duration
 
@@ -56,6 +66,8 @@ class Job:
     answer: dict[str, Any] | None = None
     tools: ToolSet | None = None  # a tool request: the answer is parsed into tool calls
     calls: list[ToolCall] = field(default_factory=list)
+    turns: tuple[Message, ...] = ()  # stored instead of the user's prompt (tool results)
+    reasoning: list[str] = field(default_factory=list)  # <think> text (bridge.reasoning)
 
     @property
     def cache_status(self) -> str:
@@ -93,11 +105,14 @@ def start(
     conversation_id: str | None = None,
     names: dict[str, str] | None = None,
     tools: ToolSet | None = None,
+    turns: tuple[Message, ...] = (),
 ) -> Job:
     """Validate, resolve the model, prepend the stored history and look in the cache.
 
-    ``names`` spells the request's fields as the surface's dialect does, for errors
-    (``{"top_p": "parameters.top_p"}``). Raises ValidationError, ModelNotFound.
+    ``turns``: what the conversation stores before the answer instead of the user's
+    ``prompt`` (a native tool-results turn's ``tool`` messages). ``names`` spells the
+    request's fields as the surface's dialect does, for errors (``{"top_p":
+    "parameters.top_p"}``). Raises ValidationError, ModelNotFound.
     """
     limit = current_app.config["SETTINGS"].max_tokens_limit
     params.check(request, names)
@@ -116,7 +131,8 @@ def start(
     if active:
         assert tools is not None
         request = constrain(request, tools)
-    job = Job(who, request, prompt, conversation_id, tools=tools if active else None)
+    job = Job(who, request, prompt, conversation_id, tools=tools if active else None,
+              turns=turns)
     if cache.wanted(request) and not active:
         job.cache_key = cache.key_for(who.user_id, request)
         job.hit = cache.get(job.cache_key)
@@ -130,12 +146,15 @@ def _events(job: Job) -> Iterator[Event]:
         usage = stored["usage"]
         done = Done(usage["prompt_tokens"], usage["completion_tokens"],
                     stored["finish_reason"], stored["backend"])
+        if stored.get("reasoning"):
+            job.reasoning.append(stored["reasoning"])
+            yield Reasoning(stored["reasoning"])
         if stored["text"]:
             yield Token(stored["text"])
         _finish(job, done)
         yield done
         return
-    for event in compute().router.generate(job.request):
+    for event in separate(compute().router.generate(job.request)):
         observe(event)
         if job.tools is not None and isinstance(event, Token | Done):
             yield from _tool_answer(job, event)
@@ -145,6 +164,8 @@ def _events(job: Job) -> Iterator[Event]:
         if isinstance(event, Token):
             job.parts.append(event.text)
             job.logprobs.extend(event.logprobs)
+        elif isinstance(event, Reasoning):
+            job.reasoning.append(event.text)
         elif isinstance(event, BackendSwitched):
             job.switches.append(
                 {"from": event.from_backend, "to": event.to_backend, "reason": event.reason}
@@ -194,9 +215,12 @@ def _finish(job: Job, done: Done) -> None:
     """Store the exchange, describe it, and cache it when it came out whole."""
     elapsed = time.perf_counter() - job.started
     text = "".join(job.parts)
+    # a tool-call answer is stored as the text the model answers calls in, so that a later
+    # turn of the conversation shows the model its own call
     job.conversation_id = conversations.append(
-        job.conversation_id, job.who.user_id, job.request.model, job.prompt, text,
-        backend=done.backend, tokens=done.completion_tokens,
+        job.conversation_id, job.who.user_id, job.request.model, job.prompt,
+        calls_text(job.calls) if job.calls else text, backend=done.backend,
+        tokens=done.completion_tokens, turns=job.turns,
     )
     answer = describe(job, text, done, elapsed)
     if job.hit is not None:
@@ -204,7 +228,8 @@ def _finish(job: Job, done: Done) -> None:
     elif job.cache_key and not job.switches:  # a failed-over answer is never cached
         ttl = cache.put(job.cache_key, {"text": text, "usage": answer["usage"],
                                         "finish_reason": done.finish_reason,
-                                        "backend": done.backend})
+                                        "backend": done.backend,
+                                        "reasoning": "".join(job.reasoning)})
         answer["cache"] = {"status": "MISS", "ttl": duration(ttl)}
     job.answer = answer
 
@@ -233,6 +258,8 @@ def describe(job: Job, text: str, done: Done, elapsed: float) -> dict[str, Any]:
         answer["prompt_truncated"] = True
     if job.switches:
         answer["backend_switches"] = job.switches
+    if job.reasoning:
+        answer["reasoning"] = "".join(job.reasoning)
     if job.calls:
         answer["tool_calls"] = [{"id": c.id, "type": "function", "function": {
             "name": c.name, "arguments": c.arguments}} for c in job.calls]

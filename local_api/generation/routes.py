@@ -1,7 +1,9 @@
 """POST /generate (FT) and POST /chat/completion (AQ): decode, run the pipeline, encode.
 
 Both answer JSON, or NDJSON with ``stream: true`` (one ``{"token", "is_final": false}``
-line per token, a final line carrying the whole answer in the document's shape).
+line per token, a ``{"tool_call", "is_final": false}`` line per tool call, a final line
+carrying the whole answer in the document's shape). Structured outputs and tools:
+local_api.generation.formats.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from flask import Blueprint, Response, stream_with_context
 
 from bridge.errors import BridgeError
 from bridge.streaming import encode_stream
-from bridge.types import BackendSwitched, Done, Event, Token
+from bridge.types import BackendSwitched, Done, Event, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.errors import request_id
-from local_api.generation import embedding_routes, pipeline, token_routes
+from local_api.generation import embedding_routes, formats, pipeline, token_routes
 from local_api.validation import json_body, obj
 
 bp = Blueprint("generation", __name__)
@@ -27,15 +29,15 @@ bp.register_blueprint(token_routes.bp)
 
 _common = {
     "prompt": pipeline.PROMPT,
-    "parameters": pipeline.PARAMETERS,
+    "parameters": formats.PARAMETERS,
     "conversation_id": pipeline.CONVERSATION_ID,
+    "tool_results": formats.TOOL_RESULTS,
     "stream": {"type": "boolean"},
 }
-GENERATE = obj({"model": pipeline.MODEL_ID, **_common}, ("prompt",))
-CHAT = obj({"model_id": pipeline.MODEL_ID, **_common}, ("prompt",))
-# how FT/AQ name the request's fields, for error messages
-NAMES = {name: f"parameters.{name}" for name in pipeline.PARAMETERS["properties"]}
-NAMES["messages"] = "prompt"
+# ``prompt`` is required, unless tool_results answer a conversation (formats.decode checks)
+GENERATE = obj({"model": pipeline.MODEL_ID, **_common})
+CHAT = obj({"model_id": pipeline.MODEL_ID, **_common})
+NAMES = formats.NAMES  # how FT/AQ name the request's fields, for error messages
 
 
 def ft_shape(answer: dict[str, Any]) -> dict[str, Any]:
@@ -57,15 +59,19 @@ def aq_shape(answer: dict[str, Any]) -> dict[str, Any]:
 def _extras(answer: dict[str, Any]) -> dict[str, Any]:
     keep = ("conversation_id", "backend", "engine", "metrics", "finish_reason", "cache",
             "prompt_truncated", "backend_switches")
-    return {k: answer[k] for k in keep if k in answer}
+    extras = {k: answer[k] for k in keep if k in answer}
+    if answer.get("tool_calls"):
+        extras["tool_calls"] = formats.calls(answer)
+    return extras
 
 
 def _run(body: dict[str, Any], model: str | None, shape: Callable[..., dict[str, Any]]) -> Any:
     who = current_identity()
     assert who is not None
-    request = pipeline.request_from_parameters(model, body["prompt"], body.get("parameters"))
-    job = pipeline.start(who, request, prompt=body["prompt"],
-                         conversation_id=body.get("conversation_id"), names=NAMES)
+    request, tools, turns = formats.decode(body, model)
+    job = pipeline.start(who, request, prompt=body.get("prompt") or "",
+                         conversation_id=body.get("conversation_id"), names=NAMES, tools=tools,
+                         turns=turns)
     if body.get("stream"):
         response = _stream(job, shape)
     else:
@@ -86,6 +92,8 @@ def _stream(job: pipeline.Job, shape: Callable[..., dict[str, Any]]) -> Response
     def encode(event: Event) -> Iterator[str]:
         if isinstance(event, Token):
             yield _line({"token": event.text, "is_final": False})
+        elif isinstance(event, ToolCall):
+            yield _line({"tool_call": formats.call(event), "is_final": False})
         elif isinstance(event, BackendSwitched):
             yield _line({"event": "backend_switched", "from": event.from_backend,
                          "to": event.to_backend, "reason": event.reason})

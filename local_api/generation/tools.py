@@ -18,13 +18,17 @@ request's text is not streamed piecewise) and parsed into ``ToolCall`` events.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
+from bridge.errors import ValidationError
+from bridge.structured import schema_text
 from bridge.types import GenerateRequest, Message, ToolCall
 
 CHOICES = ("auto", "none", "required")
+NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for function (and schema) names
 
 
 @dataclass(frozen=True)
@@ -100,3 +104,60 @@ def parse(text: str) -> tuple[str, list[ToolCall]]:
                       json.dumps(c.get("arguments") or {}, ensure_ascii=False))
              for i, c in enumerate(found)]  # fmt: skip
     return ("", calls) if calls else (text, [])
+
+
+def _refuse(message: str, field: str) -> ValidationError:
+    return ValidationError(message, details={"field": field})
+
+
+def read_tools(raw: Any, field: str = "tools", *, flat: bool = False) -> tuple[dict[str, Any], ...]:
+    """Function tools in OpenAI's shape (``{"type": "function", "function": {"name",
+    "description"?, "parameters"?}}``; with ``flat``, ``{"name", ...}`` alone too), checked and
+    trimmed to those keys. ValidationError naming ``field[i]...``: not a function tool, a name
+    that is not 1-64 letters, digits, _ or -, parameters that are not a JSON Schema."""
+    if not isinstance(raw, list):
+        raise _refuse(f"{field} must be a list of function tools", field)
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(raw):
+        where = f"{field}[{i}]"
+        if flat and isinstance(tool, dict) and "function" not in tool and "type" not in tool:
+            tool = {"type": "function", "function": tool}
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise _refuse(f"{where}.type must be 'function'", f"{where}.type")
+        fn = tool.get("function")
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
+                or not NAME.fullmatch(fn["name"]):  # fmt: skip
+            raise _refuse(f"{where}.function.name must be 1-64 letters, digits, _ or -",
+                          f"{where}.function.name")  # fmt: skip
+        if fn.get("parameters") is not None:
+            schema_text(fn["parameters"], f"{where}.function.parameters")
+        tools.append({"type": "function", "function": {
+            k: fn[k] for k in ("name", "description", "parameters") if fn.get(k) is not None}})
+    return tuple(tools)
+
+
+def read_choice(choice: Any, tools: tuple[dict[str, Any], ...], field: str = "tool_choice") -> str:
+    """``tool_choice``: auto (None), none, required, or a function's name (a string, or OpenAI's
+    ``{"type": "function", "function": {"name"}}``) that is in ``tools``; else ValidationError
+    naming ``field``."""
+    names = [t["function"]["name"] for t in tools]
+    if isinstance(choice, dict):
+        fn = choice.get("function") if choice.get("type") == "function" else None
+        choice = fn.get("name") if isinstance(fn, dict) else None
+        if choice is None:
+            raise _refuse(f"{field} must be {{type: function, function: {{name}}}}", field)
+    if choice is None:
+        return "auto"
+    if not isinstance(choice, str):
+        raise _refuse(f"{field} must be auto, none, required or a function's name", field)
+    if choice not in CHOICES and choice not in names:
+        raise _refuse(f"{field} names function {choice!r}, which is not in tools", field)
+    if choice == "required" and not tools:
+        raise _refuse(f"{field} 'required' needs tools", field)
+    return choice
+
+
+def calls_text(calls: list[ToolCall]) -> str:
+    """Tool calls as the text the model answers them in (stored, and put back in a history)."""
+    listed = [{"name": c.name, "arguments": json.loads(c.arguments)} for c in calls]
+    return json.dumps({"tool_calls": listed}, ensure_ascii=False)

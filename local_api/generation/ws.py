@@ -16,13 +16,13 @@ from flask_sock import Sock
 
 from bridge.errors import BridgeError, Unauthorized, ValidationError
 from bridge.streaming import encode_stream
-from bridge.types import BackendSwitched, Done, Event, Token
+from bridge.types import BackendSwitched, Done, Event, Token, ToolCall
 from local_api import limits
 from local_api.accounts.identity import Identity, current_identity, still_valid
 from local_api.docs import spec
 from local_api.events import bus
-from local_api.generation import pipeline
-from local_api.generation.routes import NAMES
+from local_api.generation import formats, pipeline
+from local_api.generation.formats import NAMES
 from local_api.generation.ws_limits import POLICY_VIOLATION, REVALIDATE_EVERY, SocketCaps
 from local_api.system import status
 from local_api.validation import check, obj, parse_json
@@ -37,10 +37,10 @@ CHAT = obj(
         "prompt": pipeline.PROMPT,
         "model_id": pipeline.MODEL_ID,
         "model": pipeline.MODEL_ID,
-        "parameters": pipeline.PARAMETERS,
+        "parameters": formats.PARAMETERS,
         "conversation_id": pipeline.CONVERSATION_ID,
+        "tool_results": formats.TOOL_RESULTS,
     },
-    ("prompt",),
 )
 log = logging.getLogger("compute_bridge.ws")
 STATUS = obj({"interval": {"type": "number", "minimum": 0, "maximum": 3600}}, ("interval",))
@@ -151,11 +151,11 @@ class Session:
               cancel: threading.Event) -> None:
         with self.app.app_context():
             try:
-                prompt = data["prompt"]
-                request = pipeline.request_from_parameters(
-                    data.get("model_id") or data.get("model"), prompt, data.get("parameters"))
-                job = pipeline.start(self.who, request, prompt=prompt,
-                                     conversation_id=data.get("conversation_id"), names=NAMES)
+                request, tools, turns = formats.decode(
+                    data, data.get("model_id") or data.get("model"))
+                job = pipeline.start(self.who, request, prompt=data.get("prompt") or "",
+                                     conversation_id=data.get("conversation_id"), names=NAMES,
+                                     tools=tools, turns=turns)
                 stream = pipeline.open_stream(job)
             except BridgeError as exc:
                 self.error(exc, chat_id=chat_id)
@@ -167,6 +167,9 @@ class Session:
             def encode(event: Event) -> Iterator[tuple[str, dict[str, Any]]]:
                 if isinstance(event, Token):
                     yield "chat.stream", {"token": event.text, "is_final": False}
+                elif isinstance(event, ToolCall):
+                    yield "chat.stream", {"token": "", "tool_call": formats.call(event),
+                                          "is_final": False}
                 elif isinstance(event, BackendSwitched):
                     yield "backend_switched", {"from": event.from_backend,
                                                "to": event.to_backend, "reason": event.reason}
@@ -179,6 +182,9 @@ class Session:
                         "conversation_id": answer["conversation_id"],
                         "metrics": answer["metrics"], "model_id": answer["model"],
                         "cache": answer.get("cache"),
+                        "finish_reason": answer["finish_reason"],
+                        **({"tool_calls": formats.calls(answer)} if answer.get("tool_calls")
+                           else {}),
                     }
 
             def encode_error(exc: BridgeError) -> tuple[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from flask import Blueprint, current_app
 from bridge.downloads.registry import REGISTRY
 from bridge.errors import Conflict, Forbidden, ModelNotFound
 from bridge.models.store import MANIFEST, QUANTIZATIONS, ModelInfo
+from bridge.params import NUM_CTX_MAX
 from local_api.accounts import audit
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
@@ -32,6 +33,9 @@ LOAD = obj(
                 "engine": {"type": "string", "enum": ["auto", "llama.cpp", "transformers"]},
                 # llama.cpp slots decoding at once for this model (BRIDGE_NUM_PARALLEL's default)
                 "num_parallel": {"type": "integer", "minimum": 1, "maximum": 64},
+                # tokens of context per request (Ollama's num_ctx; BRIDGE_CONTEXT_LENGTH's
+                # default), capped by the model's training context
+                "num_ctx": {"type": "integer", "minimum": 1, "maximum": NUM_CTX_MAX},
             }
         ),
     },
@@ -165,8 +169,8 @@ def load() -> dict[str, Any]:
     engine = params.get("engine")
     bus().publish("model_status", {"model_id": model_id, "status": "loading", "progress": 0.0})
     try:
-        extra = {k: v for k, v in (("engine", engine),
-                                    ("parallel", params.get("num_parallel"))) if v}
+        extra = {k: v for k, v in (("engine", engine), ("parallel", params.get("num_parallel")),
+                                    ("context", params.get("num_ctx"))) if v}
         seconds = c.local.load(model_id, device=device, quantization=quantization, **extra)
     except Exception:
         bus().publish("model_status", {"model_id": model_id, "status": "error", "progress": 0.0})
@@ -180,6 +184,7 @@ def load() -> dict[str, Any]:
         "device": device,
         "quantization": quantization,
         "engine": getattr(c.local, "engine_of", lambda _m: None)(model_id),
+        "num_ctx": getattr(c.local, "context_of", lambda _m: None)(model_id),
     }
 
 

@@ -5,8 +5,9 @@ Shapes from Ollama's docs/api.md and its client (``ollama._types.EmbedResponse``
 (default true) and ``dimensions``, and answers ``{model, embeddings, total_duration,
 load_duration, prompt_eval_count}``; ``/api/embeddings`` takes ``prompt`` and answers
 ``{embedding}``. An empty input answers no vectors, as Ollama's server does (it loads the
-model). A model that only generates gets Ollama's own 400: ``"<model>" does not support
-embeddings``.
+model). A model that only generates gets Ollama's own words, ``this model does not support
+embeddings`` (its runner's answer, runner/ollamarunner ``embeddings``), with a 400: Ollama
+sends 501, but the request, not the server, is at fault, and the other surfaces say 400.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def _json(data: dict[str, Any]) -> Response:
     return Response(json.dumps(data), mimetype="application/json")
 
 
+def _refusal(exc: errors.ModelTypeMismatch) -> errors.ModelTypeMismatch:
+    """A model that only generates (here or on a worker): Ollama's words (above)."""
+    refused = errors.ModelTypeMismatch("this model does not support embeddings",
+                                       details={"field": "model"})  # fmt: skip
+    refused.__cause__ = exc
+    return refused
+
+
 def _run(body: dict[str, Any], texts: tuple[str, ...]) -> dict[str, Any]:
     model = shapes.model_id(body["model"])
     keep_alive.seconds(body.get("keep_alive"))
@@ -38,11 +47,10 @@ def _run(body: dict[str, Any], texts: tuple[str, ...]) -> dict[str, Any]:
         answer = embeddings.embed(
             EmbedRequest(model, texts, body.get("dimensions"), body.get("truncate", True)),
             names={"dimensions": "dimensions"})  # fmt: skip
-        keep_alive.apply(model, body.get("keep_alive"))
-        return answer
     except errors.ModelTypeMismatch as exc:
-        raise errors.ModelTypeMismatch(f'"{body["model"]}" does not support embeddings',
-                                       details={"field": "model"}) from exc  # fmt: skip
+        raise _refusal(exc) from exc
+    keep_alive.apply(model, body.get("keep_alive"))
+    return answer
 
 
 @bp.post("/embed")
@@ -53,7 +61,10 @@ def embed() -> Response:
     body = json_body(shapes.EMBED)
     given = body.get("input", "")
     if given == "" or given == []:
-        embeddings.require_kind(shapes.model_id(body["model"]), "embedding")
+        try:
+            embeddings.require_kind(shapes.model_id(body["model"]), "embedding")
+        except errors.ModelTypeMismatch as exc:
+            raise _refusal(exc) from exc
         return _json({"model": body["model"], "embeddings": []})
     answer = _run(body, embeddings.inputs_of(given, "input"))
     nanos = int(answer["elapsed"] * 1e9)

@@ -25,6 +25,7 @@ from bridge.downloads.jobs import ACTIVE, Job
 from bridge.downloads.manager import is_stored
 from bridge.downloads.sources import NOT_FOUND, DownloadError
 from bridge.models.store import ModelInfo
+from bridge.structured import CONSTRAINING_ENGINES
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation.compute import compute
@@ -68,7 +69,35 @@ def show() -> Response:
     if info is None:
         c.require_model(model)  # served by an attached worker only: what is known of it
         info = _bare(model)
-    return _json(shapes.show(info))
+    return _json(shapes.show(info, capabilities(info)))
+
+
+def require_tools(model: str, name: str) -> None:
+    """Ollama's 400 ``<name> does not support tools`` for a model whose /show lists no
+    ``tools`` (server/routes.go ChatHandler)."""
+    c = compute()
+    c.require_model(model)
+    info = c.store.get(model) if c.store.has(model) else _bare(model)
+    if "tools" not in capabilities(info):
+        raise errors.ValidationError(f"{name} does not support tools",
+                                     details={"field": "tools"})  # fmt: skip
+
+
+def capabilities(info: ModelInfo) -> list[str]:
+    """Ollama's /show ``capabilities``: ``["embedding"]`` for an embedding model; a chat model's
+    ``["completion"]``, plus ``"tools"`` when the engine that serves it here constrains decoding
+    (tools are done on a JSON-schema constraint). Its engine: the one it is loaded on, else
+    llama.cpp for a GGUF (unless the service runs transformers only), else transformers. A
+    model only a worker serves: ``["completion"]`` (its engine is the worker's)."""
+    if info.type == "embedding":
+        return ["embedding"]
+    local = compute().local
+    engine = local.engine_of(info.id) if hasattr(local, "engine_of") else None
+    if engine is None:
+        gguf = info.format == "gguf" and not getattr(local, "llama_cpp_missing", None)
+        forced = getattr(local, "engine", "auto") == "transformers"
+        engine = "llama.cpp" if gguf and not forced else "transformers"
+    return ["completion", "tools"] if engine in CONSTRAINING_ENGINES else ["completion"]
 
 
 def _bare(model: str) -> ModelInfo:
@@ -88,7 +117,8 @@ def ps() -> Response:
         expires = (info.last_used or time.time()) + keep
         if hasattr(c.local, "expires_at"):  # a request's keep_alive; None: kept until unloaded
             expires = c.local.expires_at(model) or time.time() + FOREVER
-        out.append(shapes.running(info, expires))
+        context = getattr(c.local, "context_of", lambda _m: None)(model)
+        out.append({**shapes.running(info, expires), "context_length": context})
     return _json({"models": out})
 
 

@@ -4,8 +4,10 @@ Point Ollama's own client at it, with an API key (or JWT) as the bearer:
 ``ollama.Client(host="http://127.0.0.1:5000/ollama", headers={"Authorization": "Bearer ..."})``.
 A handler only decodes Ollama's body into a GenerateRequest, runs the one pipeline and
 encodes its events as Ollama's objects: NDJSON lines by default, one object with
-``"stream": false``. Errors use Ollama's shape (errors.py): a real status before the first
-byte, one more ``{"error": ...}`` line after it.
+``"stream": false``. A model's reasoning (bridge.reasoning) is Ollama's ``thinking`` (in
+``message`` on /api/chat), left out when the request says ``"think": false``. Errors use
+Ollama's shape (errors.py): a real status before the first byte, one more ``{"error": ...}``
+line after it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import errors
 from bridge.streaming import encode_stream
-from bridge.types import Done, Event, GenerateRequest, Token, ToolCall
+from bridge.types import Done, Event, GenerateRequest, Reasoning, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
-from local_api.generation import pipeline
+from local_api.generation import embeddings, pipeline
 from local_api.generation.compute import compute
 from local_api.ollama import embed, keep_alive, models, shapes, tools
 from local_api.ollama import errors as ollama_errors
@@ -50,6 +52,7 @@ def _line(data: dict[str, Any]) -> str:
 def chat() -> Response:
     body = json_body(shapes.CHAT)
     shapes.refuse_unsupported(body)
+    _require_completion(body, "chat")
     messages = shapes.messages_of(body)
     if not messages:
         return _load(body, chat=True)
@@ -64,11 +67,23 @@ def chat() -> Response:
 def generate() -> Response:
     body = json_body(shapes.GENERATE)
     shapes.refuse_unsupported(body)
+    _require_completion(body, "generate")
     if not body.get("prompt"):
         return _load(body, chat=False)
     messages, raw = shapes.generate_input(body)
     return _answer(body, _request(body, messages=messages, prompt=raw), body["prompt"],
                    chat=False)
+
+
+def _require_completion(body: dict[str, Any], route: str) -> None:
+    """An embedding model asked to chat or generate (a load included) gets Ollama's own 400:
+    ``"<model>" does not support chat`` (or ``generate``; server/routes.go, its
+    errCapabilityCompletion answer)."""
+    try:
+        embeddings.require_kind(shapes.model_id(body["model"]), "chat")
+    except errors.ModelTypeMismatch as exc:
+        raise errors.ModelTypeMismatch(f'"{body["model"]}" does not support {route}',
+                                       details={"field": "model"}) from exc  # fmt: skip
 
 
 def _request(body: dict[str, Any], **text: Any) -> GenerateRequest:
@@ -85,8 +100,9 @@ def _load(body: dict[str, Any], *, chat: bool) -> Response:
         if local is not None and model in local.loaded_models():
             local.unload(model)
         return _json(shapes.loaded(body["model"], "unload", chat=chat))
-    if local is not None and model not in local.loaded_models():
-        local.load(model)
+    num_ctx = (body.get("options") or {}).get("num_ctx")
+    if local is not None and (model not in local.loaded_models() or num_ctx):
+        local.load(model, **({"context": num_ctx} if num_ctx else {}))  # alike: no-op
     keep_alive.apply(model, body.get("keep_alive"))
     return _json(shapes.loaded(body["model"], "load", chat=chat))
 
@@ -96,6 +112,8 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
     who = current_identity()
     assert who is not None
     toolset = tools.tools_of(body) if chat else None
+    if toolset is not None:
+        models.require_tools(request_.model, body["model"])
     keep_alive.seconds(body.get("keep_alive"))  # a bad duration: 400 before any byte
     job = pipeline.start(who, request_, prompt=prompt, names=shapes.NAMES, tools=toolset)
     name = body["model"]  # Ollama echoes the name as the client spelled it
@@ -103,6 +121,8 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
         answer = pipeline.complete(job)
         keep_alive.apply(request_.model, body.get("keep_alive"))
         final = shapes.final(answer, name, chat=chat, text=answer["text"])
+        if answer.get("reasoning") and body.get("think") is not False:
+            (final["message"] if chat else final)["thinking"] = answer["reasoning"]
         if answer.get("tool_calls"):
             final["message"]["tool_calls"] = tools.calls_of(answer)
         if "logprobs" in answer:  # Ollama's shape: [{token, logprob, bytes, top_logprobs}]
@@ -110,16 +130,22 @@ def _answer(body: dict[str, Any], request_: GenerateRequest, prompt: str, *,
         response = _json(final)
         response.headers["X-Bridge-Backend"] = answer["backend"]
     else:
-        response = _stream(job, name, chat=chat, keep=body.get("keep_alive"))
+        response = _stream(job, name, chat=chat, keep=body.get("keep_alive"),
+                           think=body.get("think") is not False)
     response.headers["X-Cache"] = job.cache_status
     return response
 
 
-def _stream(job: pipeline.Job, name: str, *, chat: bool, keep: Any = None) -> Response:
+def _stream(job: pipeline.Job, name: str, *, chat: bool, keep: Any = None,
+            think: bool = True) -> Response:
     stream = pipeline.open_stream(job)  # errors before any byte get a real status
 
     def encode(event: Event) -> Iterator[str]:
-        if isinstance(event, Token) and event.text:
+        if isinstance(event, Reasoning) and event.text and think:  # Ollama's "thinking"
+            line = shapes.chunk(name, "", chat=chat)
+            (line["message"] if chat else line)["thinking"] = event.text
+            yield _line(line)
+        elif isinstance(event, Token) and event.text:
             line = shapes.chunk(name, event.text, chat=chat)
             if job.request.logprobs is not None:
                 line["logprobs"] = list(event.logprobs)

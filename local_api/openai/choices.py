@@ -30,6 +30,8 @@ def choice(answer: dict[str, Any], index: int, *, chat: bool) -> dict[str, Any]:
     one["index"] = index
     if "logprobs" in answer:
         one["logprobs"] = logprobs.shape(answer["logprobs"], chat=chat)
+    if chat and answer.get("reasoning"):  # bridge.reasoning; the name llama.cpp/vLLM use
+        one["message"]["reasoning_content"] = answer["reasoning"]
     return one
 
 

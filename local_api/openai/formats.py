@@ -11,15 +11,13 @@ Shapes from OpenAI's API reference (Chat Completions, ``response_format``).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from bridge.errors import ValidationError
 from bridge.structured import ANY_OBJECT, schema_text
 from bridge.types import ToolCall
-from local_api.generation.tools import CHOICES, ToolSet
+from local_api.generation.tools import CHOICES, NAME, ToolSet, read_choice, read_tools
 
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's rule for json_schema.name
 KINDS = ("text", "json_object", "json_schema")
 
 
@@ -47,7 +45,7 @@ def schema_of(body: dict[str, Any]) -> str:
         raise _refuse("response_format.json_schema is required for type 'json_schema'",
                       "response_format.json_schema")  # fmt: skip
     name = spec.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise _refuse("response_format.json_schema.name must be 1-64 letters, digits, _ or -",
                       "response_format.json_schema.name")  # fmt: skip
     if not isinstance(spec.get("strict", False), bool | None):
@@ -64,41 +62,19 @@ def tools_of(body: dict[str, Any]) -> ToolSet | None:
 
     ValidationError naming the param: a tool that is not ``{"type": "function", "function":
     {"name", "parameters"?}}``, a parameters schema that is not one, a ``tool_choice`` that
-    names an unknown function or is none of auto/none/required."""
+    names an unknown function or is none of auto/none/required (the checks of
+    local_api.generation.tools, shared by every surface)."""
     if body.get("functions"):
         raise _refuse("functions is deprecated and not supported: use tools", "functions")
-    raw, choice = body.get("tools") or [], body.get("tool_choice")
-    tools: list[dict[str, Any]] = []
-    for i, tool in enumerate(raw):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            raise _refuse(f"{where}.type must be 'function'", f"{where}.type")
-        fn = tool.get("function")
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) \
-                or not _NAME.fullmatch(fn["name"]):  # fmt: skip
-            raise _refuse(f"{where}.function.name must be 1-64 letters, digits, _ or -",
-                          f"{where}.function.name")  # fmt: skip
-        if fn.get("parameters") is not None:
-            schema_text(fn["parameters"], f"{where}.function.parameters")
-        tools.append({"type": "function", "function": {
-            k: fn[k] for k in ("name", "description", "parameters") if fn.get(k) is not None}})
-    names = [t["function"]["name"] for t in tools]
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" \
-            else None  # fmt: skip
-        if name not in names:
-            raise _refuse(f"tool_choice names function {name!r}, which is not in tools",
-                          "tool_choice")  # fmt: skip
-        choice = name
-    elif choice not in (None, *CHOICES):
+    tools = read_tools(body.get("tools") or [])
+    choice = body.get("tool_choice")
+    if isinstance(choice, str) and choice not in CHOICES:  # OpenAI names a function by object
         raise _refuse("tool_choice must be auto, none, required or {type: function, ...}",
                       "tool_choice")  # fmt: skip
-    if choice in ("required",) and not tools:
-        raise _refuse("tool_choice 'required' needs tools", "tool_choice")
+    chosen = read_choice(choice, tools)
     if not tools:
         return None
-    parallel = body.get("parallel_tool_calls")
-    return ToolSet(tuple(tools), str(choice or "auto"), parallel is not False)
+    return ToolSet(tools, chosen, body.get("parallel_tool_calls") is not False)
 
 
 def history_text(raw: dict[str, Any], index: int) -> str | None:

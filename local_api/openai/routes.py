@@ -1,8 +1,9 @@
 """The OpenAI-compatible surface at /v1: models, chat completions, completions (JSON or SSE).
 
 Any OpenAI SDK works with ``base_url=<service>/v1`` and an API key (or JWT) as the key.
-Errors here use OpenAI's shape, ``{"error": {message, type, param, code}}``; the rest of the
-API keeps the envelope of API.md.
+A model's reasoning (bridge.reasoning) is ``reasoning_content`` beside ``content`` (the name
+llama.cpp's server and vLLM use). Errors here use OpenAI's shape,
+``{"error": {message, type, param, code}}``; the rest of the API keeps the envelope of API.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge import errors
 from bridge.streaming import encode_stream
-from bridge.types import BackendSwitched, Done, Event, Token, ToolCall
+from bridge.types import BackendSwitched, Done, Event, Reasoning, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
@@ -25,6 +26,7 @@ from local_api.generation.compute import compute
 from local_api.openai import choices, formats, logprobs, shapes
 from local_api.openai import embeddings as openai_embeddings
 from local_api.openai import errors as openai_errors
+from local_api.openai import responses as openai_responses
 from local_api.validation import json_body
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
@@ -33,6 +35,7 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 openai_errors.register(bp)
 bp.register_blueprint(openai_embeddings.bp)
+bp.register_blueprint(openai_responses.bp)
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -152,6 +155,10 @@ def _stream(jobs: list[pipeline.Job], *, chat: bool, include_usage: bool) -> Res
                     data["choices"][0]["logprobs"] = logprobs.shape(entries, chat=chat,
                                                                     offset=offset)  # fmt: skip
                     offset += sum(len(e["token"]) for e in entries)
+                yield _sse(data)
+            elif isinstance(event, Reasoning) and event.text and chat:
+                data = piece(index)
+                data["choices"][0]["delta"] = {"reasoning_content": event.text}
                 yield _sse(data)
             elif isinstance(event, ToolCall):
                 for delta in formats.call_deltas(event):

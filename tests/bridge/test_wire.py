@@ -90,6 +90,7 @@ def test_a_request_survives_the_round_trip_through_json() -> None:
         prefill="The capital",
         chat=True,
         json_schema='{"properties":{"a":{"type":"integer"}},"type":"object"}',
+        num_ctx=8192,
     )
     data = json.loads(json.dumps(request_to_dict(request)))
     assert set(data) == {f.name for f in fields(GenerateRequest)}

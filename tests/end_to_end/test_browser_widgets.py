@@ -1,12 +1,16 @@
 """The widgets as a person sees them: JupyterLab on loopback, the quickstart and a widgets
 notebook opened in headless Chromium, cells run, widgets used by clicking and typing, with
-screenshots saved (tests/support/browser.py says where) and assertions on what is shown."""
+screenshots saved (tests/support/browser.py says where) and assertions on what is shown.
+The last test is a newcomer's first hour end to end: `bridge serve` as `make run` starts it
+(a fresh data directory, the real default model), the README's `bridge user create` and
+`bridge login`, then the quickstart notebook run in the browser until the model answers."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from tests.support import browser as b
 from tests.support.app import LiveServer
 from tests.support.fakes import LocalFake
 from tests.support.hub_standin import HubStandin
+from tests.support.live_process import BRIDGE, serve
 
 pytestmark = pytest.mark.skipif(b.missing() is not None, reason=str(b.missing()))
 ANSWER = "Here is **bold** text and code:\n\n```python\nprint('hi')\n```\n\nDone."
@@ -133,6 +138,21 @@ def test_widgets_in_jupyterlab_light_and_dark(lab: tuple[b.JupyterLab, LocalFake
         assert "Load" in row.inner_text() and "ready" in row.inner_text()
         assert "PT" not in row.inner_text()
         shot(page, "models", ".jp-Cell:nth-child(3)")
+        # a download that fails says why; Retry visibly acts: "Retrying…" (disabled), then
+        # the failure marked with its attempt and time (the hub stand-in has no such repo)
+        failing = page.locator(".widget-hbox", has_text="qwen2.5-0.5b-instruct").last
+        failing.get_by_role("button", name="Download").click()
+        failing.get_by_role("button", name="Retry").wait_for()
+        failing.evaluate("row => { window.bridgeSeen = []; new MutationObserver(() => "
+                         "window.bridgeSeen.push(row.innerText)).observe(row, {subtree: true,"
+                         " childList: true, characterData: true, attributes: true}); }")
+        failing.get_by_role("button", name="Retry").click()
+        page.wait_for_function("() => window.bridgeSeen.some(t => /attempt 2 at "
+                               "\\d\\d:\\d\\d:\\d\\d/.test(t))")
+        assert any("Retrying…" in seen and "attempt 2)" in seen
+                   for seen in page.evaluate("() => window.bridgeSeen"))
+        assert failing.get_by_role("button", name="Retry").is_enabled()
+        assert "failed again (attempt 2 at" in page.inner_text(".jp-Cell:nth-child(3)")
         # status: numbers, plots, the backend table
         status = page.locator(".jp-Cell").nth(3)
         assert "cores" in status.inner_text() and "local" in status.inner_text()
@@ -158,3 +178,62 @@ def test_quickstart_in_jupyterlab(lab: tuple[b.JupyterLab, LocalFake]) -> None:
         shot(page, "quickstart")
     saved = json.loads((jupyter.root / "quickstart.ipynb").read_text())
     assert saved["cells"]  # the notebook is still there and valid
+
+
+@pytest.mark.model
+def test_make_run_to_an_answer_in_the_quickstart(tmp_path: Path, hub: HubStandin,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """README path: `make run` (here `bridge serve` on a free port, a fresh BRIDGE_HOME, the
+    default model), `bridge user create` + `bridge login`, open the quickstart, run it all,
+    then chat in the widget by typing."""
+    for name in ("BRIDGE_URL", "BRIDGE_API_KEY"):  # the notebook finds the `bridge login`
+        monkeypatch.delenv(name, raising=False)
+    hub.add_repo("HuggingFaceTB/SmolLM2-360M-Instruct", {  # the notebook's download, offline
+        "config.json": b'{"model_type": "llama"}', "model.safetensors": os.urandom(500_000)})
+    home, root = tmp_path / "home", tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(b.ROOT / "notebooks" / "quickstart.ipynb", root / "quickstart.ipynb")
+    # one machine's user: the CLI stores its login where the notebook's kernel looks for it
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "HF_ENDPOINT": hub.url,
+           "BRIDGE_KEEP_ALIVE": "300",  # `make run`'s default (the helper's is 0)
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(b.ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
+    with serve(home, "--host", "127.0.0.1", env=env) as (_process, url):
+        cli_env = {**os.environ, **env, "BRIDGE_HOME": str(home)}
+        for command in (["user", "create", "alice", "--email", "alice@example.org"],
+                        ["login", "--url", url, "--username", "alice"]):
+            done = subprocess.run([BRIDGE, *command, "--password-stdin"], env=cli_env,
+                                  input="correct horse", capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+        with b.JupyterLab(root, env) as jupyter, b.browser() as page:
+            page.goto(jupyter.open("quickstart.ipynb"))
+            b.run_all(page, timeout=420)
+            page.wait_for_selector(".bridge-chat .bridge-assistant .bridge-md")
+            text = page.inner_text("body")
+            assert "Error displaying widget" not in text and "Traceback" not in text
+            assert f"Service('{url}', already running)" in text and "'username': 'alice'" in text
+            assert "backend: local" in text  # the SDK cell's answer came from this machine
+            chat = page.locator(".bridge-chat")
+            assert "Name three colours." in chat.locator(".bridge-user").inner_text()
+            answer = chat.locator(".bridge-assistant .bridge-md").inner_text().strip()
+            assert len(answer.split()) >= 2, answer  # generated words, shown in the widget
+            assert chat.locator(".bridge-assistant .bridge-badge").inner_text() == "local"
+            assert chat.locator(".bridge-error").count() == 0  # no error line
+            assert "100%" in page.inner_text(".jp-Notebook")  # the download cell's bar
+            shot(page, "first-answer")
+            # then as a person would: New chat, type the README's first prompt, press Enter
+            chat.get_by_role("button", name="New chat").click()
+            page.wait_for_function("() => !document.querySelector('.bridge-assistant')")
+            box = chat.locator(".bridge-chat-input textarea")
+            box.click()
+            box.type("Write one sentence about the sea.")
+            page.wait_for_timeout(300)  # let the typed value reach the kernel
+            box.press("Enter")
+            page.wait_for_selector(".bridge-assistant .bridge-badge", timeout=300_000)
+            assert chat.locator(".bridge-user").inner_text().endswith(
+                "Write one sentence about the sea.")
+            answer = chat.locator(".bridge-assistant .bridge-md").inner_text().strip()
+            assert len(answer.split()) >= 2, answer
+            assert chat.locator(".bridge-error").count() == 0
+            shot(page, "first-answer-chat", ".bridge-chat")  # docs/assets/chat-widget.png

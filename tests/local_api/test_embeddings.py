@@ -159,6 +159,12 @@ def test_ollama_client(server: LiveServer, key: str) -> None:
             client.embed(model=DEFAULT_MODEL_ID, input="hi")
         with pytest.raises(ollama.ResponseError) as embed_model:
             client.chat(model=EMBEDDING_MODEL_ID, messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(ollama.ResponseError) as generate:
+            client.generate(model=EMBEDDING_MODEL_ID, prompt="hi")
+        with pytest.raises(ollama.ResponseError) as load:  # an empty prompt loads: refused too
+            client.generate(model=f"{EMBEDDING_MODEL_ID}:latest")
+        with pytest.raises(ollama.ResponseError) as empty:  # loading a chat model to embed
+            client.embed(model=DEFAULT_MODEL_ID, input=[])
         with pytest.raises(ollama.ResponseError) as too_long:
             client.embed(model=EMBEDDING_MODEL_ID, input="word " * 400, truncate=False)
         cut = client.embed(model=EMBEDDING_MODEL_ID, input="word " * 400)
@@ -167,10 +173,16 @@ def test_ollama_client(server: LiveServer, key: str) -> None:
     assert list(older.embedding) == pytest.approx(list(answer.embeddings[0]), abs=1e-5)
     assert list(nothing.embeddings) == []
     assert shown.capabilities == ["embedding"]
+    # Ollama's own words (server/routes.go; its runner's for embeddings), each a 400 here
     assert (chat_model.value.status_code, chat_model.value.error) == (
-        400, f'"{DEFAULT_MODEL_ID}" does not support embeddings')
-    assert embed_model.value.status_code == 400
-    assert "is an embedding model" in embed_model.value.error
+        400, "this model does not support embeddings")
+    assert (empty.value.status_code, empty.value.error) == (
+        400, "this model does not support embeddings")
+    assert (embed_model.value.status_code, embed_model.value.error) == (
+        400, f'"{EMBEDDING_MODEL_ID}" does not support chat')
+    assert (generate.value.status_code, generate.value.error) == (
+        400, f'"{EMBEDDING_MODEL_ID}" does not support generate')
+    assert load.value.error == f'"{EMBEDDING_MODEL_ID}:latest" does not support generate'
     assert too_long.value.status_code == 400 and "at most 256" in too_long.value.error
     assert len(cut.embeddings[0]) == 384
 

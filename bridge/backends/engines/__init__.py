@@ -74,6 +74,7 @@ class Loaded:
     active: int = 0
     last_used: float = field(default_factory=time.monotonic)
     keep_alive: float | None = None  # idle seconds before it unloads (None: the backend's)
+    options: dict[str, Any] = field(default_factory=dict)  # what its load asked for
 
 
 def gguf_in(path: Path) -> Path | None:
@@ -120,10 +121,13 @@ def held_back(text: str, start: int, stops: tuple[str, ...]) -> int:
     return held
 
 
-def encode(engine: Engine, request: GenerateRequest) -> tuple[list[int], bool]:
-    """Prompt ids that leave room for ``max_tokens``; ContextLengthExceeded unless the
-    request opted into truncation, which drops the oldest turns (never the system
-    prompt, the last turn or the chat template) or, for a plain prompt, its start."""
+def encode(engine: Engine, request: GenerateRequest,
+           context: int | None = None) -> tuple[list[int], bool]:  # fmt: skip
+    """Prompt ids that leave room for ``max_tokens`` in ``context`` tokens (default: the
+    engine's); ContextLengthExceeded (naming that size) unless the request opted into
+    truncation, which drops the oldest turns (never the system prompt, the last turn or the
+    chat template) or, for a plain prompt, its start."""
+    context = context or engine.context
     messages = [{"role": m.role, "content": m.content} for m in request.messages]
     messages = messages or [{"role": "user", "content": request.prompt}]
 
@@ -132,7 +136,7 @@ def encode(engine: Engine, request: GenerateRequest) -> tuple[list[int], bool]:
         return engine.tokenize(text + request.prefill)
 
     ids = ids_of(messages)
-    room = engine.context - request.max_tokens
+    room = context - request.max_tokens
     if len(ids) <= room:
         return ids, False
     if request.truncate and room >= 1:
@@ -147,11 +151,11 @@ def encode(engine: Engine, request: GenerateRequest) -> tuple[list[int], bool]:
         else:
             return ids[-room:], True
     raise ContextLengthExceeded(
-        f"This model's context is {engine.context} tokens; the prompt takes {len(ids)} "
+        f"This model's context is {context} tokens; the prompt takes {len(ids)} "
         f"and max_tokens asks for {request.max_tokens} more. Shorten the prompt, lower "
-        "max_tokens, or ask for truncation.",
+        "max_tokens, ask for truncation, or load the model with a larger context.",
         details={"prompt_tokens": len(ids), "max_tokens": request.max_tokens,
-                 "context": engine.context},
+                 "context": context},
     )
 
 

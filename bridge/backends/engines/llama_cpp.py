@@ -61,7 +61,7 @@ class LlamaCppEngine:
                  cache_prompt: bool = True) -> None:  # fmt: skip
         self.server = LlamaServer(gguf, how, binary=binary)
         self.plan, self.cache_prompt = how, cache_prompt
-        self.context = how.context
+        self.context, self.trained_context = how.context, how.trained
         self.settings = (self.name, "cpu", gguf.name)
 
     def alive(self) -> bool:
@@ -76,7 +76,7 @@ class LlamaCppEngine:
                  "state": self.server.exit_reason(), "processing": 0, "deferred": 0}
         try:
             text = self.server.client.get("/metrics", timeout=2.0).text
-        except httpx.HTTPError:
+        except (httpx.HTTPError, RuntimeError):  # RuntimeError: unloaded meanwhile (client closed)
             return found
         for line in text.splitlines():  # Prometheus text: "llamacpp:requests_deferred 0"
             name, _, value = line.partition(" ")

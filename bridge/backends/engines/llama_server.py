@@ -46,6 +46,7 @@ from bridge.errors import BackendUnavailable, InvalidModel, NotSupported
 BUILD_HINT = "make llama-server (builds llama.cpp's server once, ~7 min on 2 cores)"
 START_TIMEOUT = 120.0  # seconds a model may take to load before the start is called failed
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+DEFAULT_CONTEXT = 4096  # tokens per slot unless BRIDGE_CONTEXT_LENGTH or num_ctx say otherwise
 _spawner: ThreadPoolExecutor | None = None
 _spawner_lock = threading.Lock()
 _running: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
@@ -77,11 +78,13 @@ def missing(configured: str = "") -> str | None:
 
 @dataclass(frozen=True)
 class Plan:
-    """How a model is served: slots, tokens of context per slot, threads."""
+    """How a model is served: slots, tokens of context per slot, threads; ``trained``: the
+    model's training context, the most ``context`` may grow to (0: unknown)."""
 
     parallel: int
     context: int
     threads: int
+    trained: int = 0
 
 
 def gguf_shape(gguf: Path) -> dict[str, int]:
@@ -111,13 +114,13 @@ def plan(gguf: Path, *, parallel: int = 0, context: int = 0, threads: int = 0) -
     import psutil
 
     shape = gguf_shape(gguf)
-    trained = shape["context"] or 4096
-    context = min(context or 4096, trained)
+    trained = shape["context"] or DEFAULT_CONTEXT
+    context = min(context or DEFAULT_CONTEXT, trained)
     if parallel < 1:
         per_token = 2 * shape["layers"] * shape["kv_width"] * 2
         budget = psutil.virtual_memory().available // 2 - gguf.stat().st_size
         parallel = next((n for n in (8, 4, 2) if n * context * per_token <= budget), 1)
-    return Plan(parallel, context, threads or default_threads())
+    return Plan(parallel, context, threads or default_threads(), shape["context"])
 
 
 def default_threads() -> int:

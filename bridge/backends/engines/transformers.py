@@ -74,6 +74,7 @@ class TransformersEngine:
         self.eos = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
         context = int(model.config.max_position_embeddings)
         context = min(context, CPU_BLOCKS * 256) if device == "cpu" else context
+        self.trained_context = context  # the most a larger max_context (num_ctx) can give
         self.context = min(context, max_context or context)
         self.settings = (self.name, device, quantization)
         self.slot = Slot(model, tokenizer, (device, quantization), self.context, self.eos)
