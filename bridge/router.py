@@ -249,6 +249,9 @@ class Router:
                     break
             if not finished:
                 raise BackendUnavailable(f"{worker.backend.name} ended its stream without done")
+        except ValidationError:  # the request's fault (a schema it cannot enforce): no failover
+            finished = True  # the worker answered, and is healthy
+            raise
         except Exception as exc:
             error = exc
         finally:

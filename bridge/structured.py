@@ -22,8 +22,9 @@ from bridge.errors import ValidationError
 
 ANY_OBJECT = '{"type":"object"}'
 # The local engines that constrain decoding to a schema, so serve structured outputs and the
-# tools done on it (local_api/generation/tools.py); the transformers engine joins once it does.
-CONSTRAINING_ENGINES = frozenset({"llama.cpp"})
+# tools done on it (local_api/generation/tools.py): llama.cpp by its server's grammar,
+# transformers by llguidance (bridge/backends/engines/constraints.py).
+CONSTRAINING_ENGINES = frozenset({"llama.cpp", "transformers"})
 MAX_SCHEMA_CHARS = 100_000
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,11 +63,16 @@ class Batcher:
 
 
 class SeededRun:
-    """One run alone through ``model.generate`` (seeded sampling, penalties): sampler,
-    streamer and stop switch."""
+    """One run alone through ``model.generate`` (seeded sampling, penalties, a grammar):
+    sampler, streamer and stop switch. ``constraint``: a logits processor applied first (the
+    request's grammar, bridge/backends/engines/constraints.py), its own to this run."""
 
-    def __init__(self, request: GenerateRequest, box: queue.Queue[Any]) -> None:
+    def __init__(self, request: GenerateRequest, box: queue.Queue[Any],
+                 constraint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 ) -> None:  # fmt: skip
         from transformers.generation import logits_process as lp
+
+        self.constraint = constraint
 
         sample = request.temperature > 0
         # Penalties look at the answer only, as llama.cpp's sampler does (it never sees the prompt).
@@ -82,11 +88,14 @@ class SeededRun:
             self.warpers += [lp.TopKLogitsWarper(int(request.top_k))] if request.top_k else []
             self.warpers += [lp.TopPLogitsWarper(float(request.top_p))] if request.top_p < 1 else []
         self.sample, self.prompt_len = sample, 0
-        self.generator = torch.Generator().manual_seed(int(request.seed or 0))
+        seed = request.seed if request.seed is not None else secrets.randbits(63)  # unseeded
+        self.generator = torch.Generator().manual_seed(int(seed))
         self.box, self.tokens, self.prompt_seen = box, list[int](), False
         self.stopped = threading.Event()
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.constraint is not None:
+            scores = self.constraint(input_ids, scores)
         generated = input_ids[:, self.prompt_len:]
         for penalty in self.penalties if generated.shape[1] else ():
             scores = penalty(generated, scores)

@@ -223,6 +223,8 @@ def test_show_lists_tools_only_for_models_that_have_them(
         assert client.show(M).capabilities == ["completion", "tools"]  # a GGUF on llama.cpp
         assert client.show(EMBEDDING_MODEL_ID).capabilities == ["embedding"]
         fake.engine = "transformers"  # a service that serves it on transformers only
+        assert client.show(M).capabilities == ["completion", "tools"]  # llguidance constrains
+        fake.engine_of = lambda _model: "fake"  # type: ignore[attr-defined]  # one that does not
         assert client.show(M).capabilities == ["completion"]
         with pytest.raises(ollama.ResponseError) as refused:
             client.chat(model=M, tools=[WEATHER], messages=[{"role": "user", "content": "x"}])

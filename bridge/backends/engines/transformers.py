@@ -2,8 +2,10 @@
 
 Concurrent requests share transformers' continuous batching manager (``batching.Batcher``):
 greedy ones one manager without logits processors, sampling ones one with per-request
-temperature/top_k/top_p. Seeded requests and those with repetition penalties run alone
-through ``model.generate`` (``SeededRun``), which has the per-request RNG and processors.
+temperature/top_k/top_p. Seeded requests, those with repetition penalties and those with a JSON
+schema run alone through ``model.generate`` (``SeededRun``), which has the per-request RNG and
+processors: the manager has no per-request hook for a mask that depends on the request's own
+last token, and a grammar's state (constraints.py ``Matcher``) must never be shared.
 
 One mutable model object serves all three paths, and paths running at the same time
 corrupt it: after the greedy and the sampling managers each ran a request at once, a plain
@@ -23,7 +25,7 @@ from typing import Any
 
 from bridge.backends.batching import CPU_BLOCKS, SeededRun, Slot
 from bridge.backends.engines import Cancel
-from bridge.errors import NotSupported
+from bridge.backends.engines.constraints import Grammars
 from bridge.types import GenerateRequest
 
 
@@ -79,6 +81,7 @@ class TransformersEngine:
         self.slot.batcher(sample=False)  # warm: the first greedy answer starts at once
         self.gate = Gate(self.slot, "greedy")
         self.vocab = int(model.config.vocab_size)
+        self.grammars = Grammars(tokenizer, self.vocab, self.eos)
         self._ids = itertools.count()
 
     def tokenize(self, text: str) -> list[int]:
@@ -104,19 +107,20 @@ class TransformersEngine:
             self.gate.leave()
 
     def submit(self, request: GenerateRequest, ids: list[int], box: queue.Queue[Any]) -> Cancel:
-        if request.json_schema:  # no constrained decoding here yet: say so, never ignore it
-            raise NotSupported("Structured output (a JSON schema or JSON mode) is not supported "
-                               "by the transformers engine; serve the model's GGUF with the "
-                               "llama.cpp engine", details={"engine": self.name})  # fmt: skip
+        # a schema: its own grammar state (built before waiting, so a bad schema fails at once)
+        constraint = self.grammars.matcher(request.json_schema, len(ids)) if request.json_schema \
+            else None  # fmt: skip
+        if constraint is not None and request.prefill:  # the answer so far (a failover's)
+            constraint.advance(self.tokenize(request.prefill), generated=False)
         sample = request.temperature > 0
         penalised = (request.repetition_penalty != 1.0 or request.frequency_penalty != 0.0
                      or request.presence_penalty != 0.0)  # fmt: skip
-        solo = penalised or (sample and request.seed is not None)
+        solo = penalised or (sample and request.seed is not None) or constraint is not None
         self.gate.enter("solo" if solo else "sample" if sample else "greedy")
         try:
             if solo:
-                return SeededRun(request, box).start(self.slot, ids, request.max_tokens,
-                                                     self.gate.leave)  # fmt: skip
+                return SeededRun(request, box, constraint).start(
+                    self.slot, ids, request.max_tokens, self.gate.leave)
             return self._batched(request, ids, box, sample)
         except BaseException:
             self.gate.leave()
