@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.app",
+    "tests.support.scripted",
     "tests.support.cli",
     "tests.support.model",
     "tests.support.remote",

@@ -4,9 +4,7 @@ HTTP; a FakeBackend (canned answers, a history of requests) stands behind the Ro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import anthropic
 import httpx
@@ -14,10 +12,7 @@ import pytest
 from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.models.store import ModelStore
-from bridge.router import Router
 from tests.support.app import LiveServer
-from tests.support.clients import api_key
 from tests.support.fakes import LocalFake
 
 M = DEFAULT_MODEL_ID
@@ -28,20 +23,8 @@ WEATHER = {"name": "get_weather", "description": "The weather in a city",
 
 
 @pytest.fixture
-def fake() -> LocalFake:
-    return LocalFake()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], app_config: dict[str, Any], fake: LocalFake,
-        tmp_path: Path) -> Flask:  # fmt: skip
-    return make_app(app_config, router=Router(fake), local=fake,
-                    store=ModelStore(tmp_path / "models"))  # fmt: skip
-
-
-@pytest.fixture
-def key(http: httpx.Client) -> str:
-    return api_key(http)
+def app(scripted_app: Flask) -> Flask:
+    return scripted_app
 
 
 @pytest.fixture

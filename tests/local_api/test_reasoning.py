@@ -5,21 +5,15 @@ available offline (/v1/responses and /v1/messages: test_responses.py, test_anthr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-import httpx
 import ollama
 import openai
 import pytest
 from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.models.store import ModelStore
-from bridge.router import Router
 from tests.support.app import LiveServer
-from tests.support.clients import api_key, openai_client
 from tests.support.fakes import LocalFake
 
 M = DEFAULT_MODEL_ID
@@ -28,26 +22,8 @@ THOUGHT = "<think>The user greets me.</think>\n\nHello there!"
 
 
 @pytest.fixture
-def fake() -> LocalFake:
-    return LocalFake()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], app_config: dict[str, Any], fake: LocalFake,
-        tmp_path: Path) -> Flask:  # fmt: skip
-    return make_app(app_config, router=Router(fake), local=fake,
-                    store=ModelStore(tmp_path / "models"))  # fmt: skip
-
-
-@pytest.fixture
-def key(http: httpx.Client) -> str:
-    return api_key(http)
-
-
-@pytest.fixture
-def oai(live_server: LiveServer, key: str) -> Iterator[openai.OpenAI]:
-    with openai_client(live_server.url, key) as client:
-        yield client
+def app(scripted_app: Flask) -> Flask:
+    return scripted_app
 
 
 @pytest.fixture

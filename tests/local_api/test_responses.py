@@ -4,8 +4,6 @@ over real HTTP; a FakeBackend (canned answers, a history of requests) stands beh
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +12,7 @@ import pytest
 from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.models.store import ModelStore
-from bridge.router import Router
 from tests.support.app import LiveServer
-from tests.support.clients import api_key, openai_client
 from tests.support.fakes import LocalFake
 
 M = DEFAULT_MODEL_ID
@@ -27,26 +22,8 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
 
 
 @pytest.fixture
-def fake() -> LocalFake:
-    return LocalFake()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], app_config: dict[str, Any], fake: LocalFake,
-        tmp_path: Path) -> Flask:  # fmt: skip
-    return make_app(app_config, router=Router(fake), local=fake,
-                    store=ModelStore(tmp_path / "models"))  # fmt: skip
-
-
-@pytest.fixture
-def key(http: httpx.Client) -> str:
-    return api_key(http)
-
-
-@pytest.fixture
-def oai(live_server: LiveServer, key: str) -> Iterator[openai.OpenAI]:
-    with openai_client(live_server.url, key) as client:
-        yield client
+def app(scripted_app: Flask) -> Flask:
+    return scripted_app
 
 
 def test_create_gives_a_response_and_output_text(oai: openai.OpenAI, fake: LocalFake) -> None:

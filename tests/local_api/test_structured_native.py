@@ -5,8 +5,7 @@ LocalFake records what reached the backend and answers what a constrained model 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,8 +18,6 @@ from pydantic import BaseModel
 from bridge import Client
 from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
 from bridge.errors import ValidationError
-from bridge.models.store import ModelStore
-from bridge.router import Router
 from tests.support.app import LiveServer
 from tests.support.fakes import LocalFake
 
@@ -53,15 +50,8 @@ def until(ws: websocket.WebSocket, name: str, limit: int = 50) -> list[dict[str,
 
 
 @pytest.fixture
-def fake() -> LocalFake:
-    return LocalFake()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], app_config: dict[str, Any], fake: LocalFake,
-        tmp_path: Path) -> Flask:  # fmt: skip
-    return make_app(app_config, router=Router(fake), local=fake,
-                    store=ModelStore(tmp_path / "models"))  # fmt: skip
+def app(scripted_app: Flask) -> Flask:
+    return scripted_app
 
 
 @pytest.fixture

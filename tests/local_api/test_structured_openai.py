@@ -4,8 +4,7 @@ reached the backend) and refused in OpenAI's error shape when bad, by the real `
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,26 +13,17 @@ import pytest
 from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.models.store import ModelStore
-from bridge.router import Router
 from tests.support.app import LiveServer
 from tests.support.clients import api_key, openai_client
-from tests.support.fakes import FakeBackend, LocalFake
+from tests.support.fakes import FakeBackend
 
 M = DEFAULT_MODEL_ID
 HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def fake() -> LocalFake:
-    return LocalFake()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask], app_config: dict[str, Any], fake: LocalFake,
-        tmp_path: Path) -> Flask:  # fmt: skip
-    return make_app(app_config, router=Router(fake), local=fake,
-                    store=ModelStore(tmp_path / "models"))  # fmt: skip
+def app(scripted_app: Flask) -> Flask:
+    return scripted_app
 
 
 @pytest.fixture
