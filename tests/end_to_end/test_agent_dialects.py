@@ -15,10 +15,7 @@ import openai
 import pytest
 from flask import Flask
 
-from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.router import Router
-from local_api import create_app, shutdown
 from tests.support.app import LiveServer
 from tests.support.clients import api_key, openai_client
 
@@ -30,11 +27,8 @@ CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required"
 
 
 @pytest.fixture
-def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
-    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
-                             store=llama_backend.store)  # fmt: skip
-    yield application
-    shutdown(application)
+def app(llama_app: Flask) -> Flask:
+    return llama_app
 
 
 @pytest.fixture

@@ -4,16 +4,12 @@ each its own sample, streamed and not; bounded."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import openai
 import pytest
 from flask import Flask
 
-from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.router import Router
-from local_api import create_app, shutdown
 from tests.support.app import LiveServer
 
 pytestmark = pytest.mark.model
@@ -21,11 +17,8 @@ ASK = [{"role": "user", "content": "Write one short sentence about the sea."}]
 
 
 @pytest.fixture
-def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
-    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
-                             store=llama_backend.store)  # fmt: skip
-    yield application
-    shutdown(application)
+def app(llama_app: Flask) -> Flask:
+    return llama_app
 
 
 @pytest.fixture

@@ -4,27 +4,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from flask import Flask
 
-from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.router import Router
-from local_api import create_app, shutdown
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture
-def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
-    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
-                             store=llama_backend.store)  # fmt: skip
-    yield application
-    shutdown(application)
+def app(llama_app: Flask) -> Flask:
+    return llama_app
 
 
 def test_every_surface_says_llama_cpp_serves(http: httpx.Client, bearer: dict[str, str]) -> None:

@@ -18,9 +18,7 @@ from flask import Flask
 from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
 from bridge.errors import NotSupported
-from bridge.router import Router
 from bridge.types import GenerateRequest, Message, Token, collect
-from local_api import create_app, shutdown
 from tests.support.app import LiveServer
 
 pytestmark = pytest.mark.model
@@ -28,11 +26,8 @@ ASK = [{"role": "user", "content": "Name three colors."}]
 
 
 @pytest.fixture
-def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
-    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
-                             store=llama_backend.store)  # fmt: skip
-    yield application
-    shutdown(application)
+def app(llama_app: Flask) -> Flask:
+    return llama_app
 
 
 @pytest.fixture

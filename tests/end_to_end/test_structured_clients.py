@@ -4,7 +4,6 @@ surfaces' tool loop and schema through the Python SDK on the same model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import httpx
@@ -15,10 +14,7 @@ from openai import OpenAI
 from pydantic import BaseModel
 
 from bridge import Client
-from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.router import Router
-from local_api import create_app, shutdown
 from tests.support.app import LiveServer
 from tests.support.clients import api_key
 
@@ -32,11 +28,8 @@ class City(BaseModel):
 
 
 @pytest.fixture
-def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
-    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
-                             store=llama_backend.store)  # fmt: skip
-    yield application
-    shutdown(application)
+def app(llama_app: Flask) -> Flask:
+    return llama_app
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import httpx
 import ollama
@@ -14,10 +14,7 @@ import pytest
 from flask import Flask
 from pydantic import BaseModel
 
-from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID
-from bridge.router import Router
-from local_api import create_app, shutdown
 from tests.support.app import LiveServer
 from tests.support.clients import api_key, openai_client
 
@@ -32,11 +29,8 @@ class City(BaseModel):
 
 
 @pytest.fixture
-def app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
-    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
-                             store=llama_backend.store)  # fmt: skip
-    yield application
-    shutdown(application)
+def app(llama_app: Flask) -> Flask:
+    return llama_app
 
 
 @pytest.fixture

@@ -1,18 +1,22 @@
 """Session fixtures for the real default model: one converted store, one LocalBackend on
-transformers, one on llama.cpp (straight from the packaged GGUF)."""
+transformers, one on llama.cpp (straight from the packaged GGUF), and the real app on the latter."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 
 from bridge.backends.local import LocalBackend
 from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
 from bridge.models.convert import prepare_default_model
 from bridge.models.store import ModelStore
+from bridge.router import Router
+from local_api import create_app, shutdown
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +50,16 @@ def llama_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBac
     backend.load(DEFAULT_MODEL_ID)
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def llama_app(app_config: dict[str, Any], llama_backend: LocalBackend) -> Iterator[Flask]:
+    """The real app with ``llama_backend`` as its local backend (the session's llama-server):
+    a module uses it with ``def app(llama_app): return llama_app``."""
+    application = create_app(app_config, router=Router(llama_backend), local=llama_backend,
+                             store=llama_backend.store)  # fmt: skip
+    yield application
+    shutdown(application)
 
 
 def tiny_model(source: Path, dest: Path) -> Path:
