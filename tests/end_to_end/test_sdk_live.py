@@ -141,11 +141,11 @@ def test_the_sdk_pages_first_snippet_runs_as_written(
     page = (ROOT / "docs" / "guides" / "python-sdk.md").read_text()  # the SDK's docs page
     snippet = page.split("```python\n", 1)[1].split("```", 1)[0]
     assert len([line for line in snippet.splitlines() if line.strip()]) == 5
-    fake.queue("The capital of France is Paris.")
+    fake.queue("The sea is wide and blue.")
     code = snippet.replace("http://127.0.0.1:5000", live_server.url)
     exec(compile(code, "python-sdk-snippet.py", "exec"), {})
     out = capsys.readouterr().out
-    assert out.startswith("The capital of France is Paris. ") and "local" in out
+    assert out.startswith("The sea is wide and blue. ") and "local" in out
 
 
 def test_an_expired_access_token_is_renewed_mid_session(
