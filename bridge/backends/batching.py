@@ -62,10 +62,23 @@ class Batcher:
         self.router.join(timeout=5)
 
 
+@dataclass(frozen=True)
+class Probed:
+    """A SeededRun's cumulative output with log-probabilities: the ids so far and, per id
+    other than end-of-generation, ``{token, logprob, bytes, top_logprobs}`` (bridge.types.Token)."""
+
+    ids: list[int]
+    probs: tuple[dict[str, Any], ...]
+
+
 class SeededRun:
-    """One run alone through ``model.generate`` (seeded sampling, penalties, a grammar):
-    sampler, streamer and stop switch. ``constraint``: a logits processor applied first (the
-    request's grammar, bridge/backends/engines/constraints.py), its own to this run."""
+    """One run alone through ``model.generate`` (seeded sampling, penalties, a grammar,
+    logprobs): sampler, streamer and stop switch. ``constraint``: a logits processor applied
+    first (the request's grammar, bridge/backends/engines/constraints.py), its own to this run.
+    With ``request.logprobs`` each step records the drawn token's log-probability and its
+    ``request.logprobs`` most likely alternatives: log_softmax of the scores after the grammar
+    and the penalties, before temperature/top-k/top-p (those shape the draw, not the model's
+    distribution, as llama-server's probabilities before sampling)."""
 
     def __init__(self, request: GenerateRequest, box: queue.Queue[Any],
                  constraint: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -92,6 +105,9 @@ class SeededRun:
         self.generator = torch.Generator().manual_seed(int(seed))
         self.box, self.tokens, self.prompt_seen = box, list[int](), False
         self.stopped = threading.Event()
+        self.top, self.probs = request.logprobs, list[dict[str, Any]]()
+        self.vocab: Any = None  # the tokenizer, set by start() (token texts of logprobs)
+        self.eos: frozenset[int] = frozenset()
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.constraint is not None:
@@ -99,18 +115,34 @@ class SeededRun:
         generated = input_ids[:, self.prompt_len:]
         for penalty in self.penalties if generated.shape[1] else ():
             scores = penalty(generated, scores)
+        model = scores
         for warp in self.warpers:
             scores = warp(input_ids, scores)
         if self.sample:
             drawn = torch.multinomial(scores.float().softmax(-1), 1, generator=self.generator)
         else:
             drawn = scores.argmax(-1, keepdim=True)
+        if self.top is not None and int(drawn[0, 0]) not in self.eos:
+            self.probs.append(self.entry(model[0].float().log_softmax(-1), int(drawn[0, 0])))
         return torch.full_like(scores, float("-inf")).scatter(1, drawn, 0.0)
+
+    def entry(self, logprobs: torch.Tensor, token: int) -> dict[str, Any]:
+        """OpenAI's entry for ``token`` from one step's log-probabilities (shape [vocab])."""
+        def one(i: int, logprob: float) -> dict[str, Any]:
+            text: str = self.vocab.decode([i])
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+        best = logprobs.topk(self.top or 0) if self.top else None
+        alternatives = [] if best is None else [
+            one(int(i), float(v)) for v, i in zip(best.values.tolist(), best.indices.tolist(),
+                                                  strict=True)]  # fmt: skip
+        return {**one(token, float(logprobs[token])), "top_logprobs": alternatives}
 
     def put(self, value: torch.Tensor) -> None:
         if self.prompt_seen:
             self.tokens.extend(int(t) for t in value.reshape(-1).tolist())
-            self.box.put(list(self.tokens))
+            tokens = list(self.tokens)
+            self.box.put(tokens if self.top is None else Probed(tokens, tuple(self.probs)))
         self.prompt_seen = True  # generate() streams the prompt first
 
     def end(self) -> None:
@@ -121,6 +153,7 @@ class SeededRun:
         """Generate on a thread (greedy over the one token this sampler keeps), calling
         ``ended`` once the model is free again; returns cancel."""
         self.prompt_len, self.ended = len(ids), ended
+        self.vocab, self.eos = slot.tokenizer, slot.eos
         inputs = torch.tensor([ids], device=slot.model.device)
         kwargs = {"do_sample": False, "max_new_tokens": max_tokens, "streamer": self,
                   "eos_token_id": sorted(slot.eos), "pad_token_id": slot.tokenizer.pad_token_id,

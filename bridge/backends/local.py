@@ -274,10 +274,6 @@ class LocalBackend(EmbeddingSide, Residency, TokenSide):
             slot = self._slot(request.model, request.num_ctx)
             sent = False
             try:
-                if request.logprobs is not None and slot.engine.name != "llama.cpp":
-                    raise NotSupported(
-                        f"logprobs come from the llama.cpp engine; {request.model!r} is served "
-                        f"by the {slot.engine.name} engine, which does not return them")
                 ids = encode(slot.engine, request, self.effective_context(slot, request.num_ctx))
                 for event in stream(slot.engine, request, *ids):
                     sent = True

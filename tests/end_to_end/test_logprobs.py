@@ -16,8 +16,7 @@ import pytest
 from flask import Flask
 
 from bridge.backends.local import LocalBackend
-from bridge.config import DEFAULT_MODEL_ID, EMBEDDING_MODEL_ID
-from bridge.errors import NotSupported
+from bridge.config import DEFAULT_MODEL_ID
 from bridge.types import GenerateRequest, Message, Token, collect
 from tests.support.app import LiveServer
 
@@ -107,13 +106,6 @@ def test_refusals(client: openai.OpenAI, live_server: LiveServer,
     wire = httpx.post(f"{live_server.url}/v1/completions", headers=bearer, json={
         "model": DEFAULT_MODEL_ID, "prompt": "x", "logprobs": 6})
     assert wire.status_code == 400 and wire.json()["error"]["param"] == "logprobs"
-
-
-def test_an_engine_without_logprobs_says_so(embedding_backend: LocalBackend) -> None:
-    """The transformers engine does not return logprobs: NotSupported names it."""
-    with pytest.raises(NotSupported, match="served by the transformers engine"):
-        collect(embedding_backend.generate(GenerateRequest(EMBEDDING_MODEL_ID, prompt="x",
-                                                           logprobs=0)))
 
 
 def test_ollama_logprobs(live_server: LiveServer, bearer: dict[str, str]) -> None:

@@ -185,6 +185,8 @@ def stream(engine: Engine, request: GenerateRequest, ids: list[int],
                 count, text, eos, finished = item.tokens, item.text, item.eos, item.final
                 probs = item.probs
             else:
+                if not isinstance(item, list) and hasattr(item, "probs"):  # batching.Probed
+                    item, probs = item.ids, item.probs
                 if item is None or isinstance(item, list):  # cumulative ids, then None
                     tokens, finished = (tokens, True) if item is None else (item, False)
                 else:

@@ -3,9 +3,10 @@
 Concurrent requests share transformers' continuous batching manager (``batching.Batcher``):
 greedy ones one manager without logits processors, sampling ones one with per-request
 temperature/top_k/top_p. Seeded requests, those with repetition penalties and those with a JSON
-schema run alone through ``model.generate`` (``SeededRun``), which has the per-request RNG and
-processors: the manager has no per-request hook for a mask that depends on the request's own
-last token, and a grammar's state (constraints.py ``Matcher``) must never be shared.
+schema or asking for logprobs run alone through ``model.generate`` (``SeededRun``), which has
+the per-request RNG, processors and scores: the manager has no per-request hook for a mask that
+depends on the request's own last token, nor gives a request its scores, and a grammar's state
+(constraints.py ``Matcher``) must never be shared.
 
 One mutable model object serves all three paths, and paths running at the same time
 corrupt it: after the greedy and the sampling managers each ran a request at once, a plain
@@ -115,7 +116,9 @@ class TransformersEngine:
         sample = request.temperature > 0
         penalised = (request.repetition_penalty != 1.0 or request.frequency_penalty != 0.0
                      or request.presence_penalty != 0.0)  # fmt: skip
-        solo = penalised or (sample and request.seed is not None) or constraint is not None
+        # logprobs: the managers give no scores per request, a run of its own does
+        solo = (penalised or (sample and request.seed is not None) or constraint is not None
+                or request.logprobs is not None)  # fmt: skip
         self.gate.enter("solo" if solo else "sample" if sample else "greedy")
         try:
             if solo:
