@@ -165,7 +165,10 @@ export class Client {
       ? { prompt: promptOrOptions, model }
       : { ...(promptOrOptions || {}) };
     const { body, signal, stream, responseFormat } = nativeBody(options, "model");
-    if (stream) return this.openStream("/api/v1/generate", body, { signal });
+    if (stream) {
+      return this.openStream("/api/v1/generate", body, {
+        signal, finish: (answer) => withParsed(answer, responseFormat) });
+    }
     return this.request("POST", "/api/v1/generate", { json: body, signal })
       .then((answer) => withParsed(answer, responseFormat));
   }
@@ -200,7 +203,7 @@ export class Client {
   }
 
   /** POST `body` with `stream: true`; the NDJSON answer as a ChatStream of tokens. */
-  openStream(path, body, { signal } = {}) {
+  openStream(path, body, { signal, finish } = {}) {
     return new ChatStream(
       (streamSignal) => this.#send("POST", path, {
         json: { ...body, stream: true },
@@ -208,7 +211,7 @@ export class Client {
         timeout: 0,
         raw: true,
       }),
-      { baseUrl: this.baseUrl, signal, idleTimeout: this.timeout || undefined },
+      { baseUrl: this.baseUrl, signal, idleTimeout: this.timeout || undefined, finish },
     );
   }
 

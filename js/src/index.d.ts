@@ -116,6 +116,8 @@ export interface LoadResult extends Answer {
   status: string;
   modelId: string;
   loadTime: number;
+  /** Tokens of context per request the model is loaded with. */
+  numCtx?: number | null;
 }
 
 export interface Message extends Answer {
@@ -356,7 +358,7 @@ export declare class ChatStream<Final extends Answer = Completion>
   readonly switches: BackendSwitch[];
   /** The tool calls, as each arrives. */
   readonly toolCalls: ToolCall[];
-  /** The whole answer, once the final line has come. */
+  /** The whole answer, once the final line has come (`parsed` when a `responseFormat` was given). */
   readonly final: Final | undefined;
   /** The answer so far. */
   readonly text: string;
@@ -412,7 +414,8 @@ export declare class Models {
   download(modelId: string, options?: DownloadOptions): DownloadProgress;
   downloads(): Promise<DownloadJob[]>;
   cancel(modelId: string): Promise<DownloadJob>;
-  load(modelId: string, options?: { device?: "auto" | "cpu" | "cuda" | string; quantization?: string; signal?: AbortSignal }): Promise<LoadResult>;
+  /** `numCtx`: tokens of context per request (Ollama's `num_ctx`), capped by the model's training context. */
+  load(modelId: string, options?: { device?: "auto" | "cpu" | "cuda" | string; quantization?: string; numCtx?: number; signal?: AbortSignal }): Promise<LoadResult>;
   unload(modelId: string): Promise<Answer & { status: string; modelId: string }>;
   delete(modelId: string): Promise<Answer & { status: string; modelId: string }>;
 }
@@ -576,7 +579,7 @@ export declare class Client {
   socket(options?: { signal?: AbortSignal }): Promise<BridgeSocket>;
   /** One call to the API: its JSON answer in camelCase, or the typed error it carried. */
   request<T = Answer>(method: string, path: string, options?: RequestOptions): Promise<T>;
-  openStream<Final extends Answer = Completion>(path: string, body: Record<string, unknown>, options?: { signal?: AbortSignal }): ChatStream<Final>;
+  openStream<Final extends Answer = Completion>(path: string, body: Record<string, unknown>, options?: { signal?: AbortSignal; finish?: (answer: Final) => Final }): ChatStream<Final>;
   login(username: string, password: string): Promise<LoginAnswer>;
   bearerToken(): Promise<string | undefined>;
   storeTokens(answer: { accessToken: string; refreshToken?: string }): void;

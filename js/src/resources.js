@@ -238,9 +238,12 @@ export class Models extends Resource {
     return this._call("DELETE", `/models/${id(modelId)}/download`);
   }
 
-  /** `load(modelId, { device, quantization })`. */
-  load(modelId, { device, quantization, signal } = {}) {
-    const parameters = compact({ device, quantization });
+  /**
+   * `load(modelId, { device, quantization, numCtx })`; `numCtx`: tokens of context per
+   * request (Ollama's `num_ctx`), capped by the model's training context.
+   */
+  load(modelId, { device, quantization, numCtx, signal } = {}) {
+    const parameters = compact({ device, quantization, num_ctx: numCtx });
     return this._call("POST", "/models/load", {
       json: compact({
         model_id: modelId,
@@ -279,11 +282,15 @@ export class Chat extends Resource {
       .then((answer) => withParsed(answer, responseFormat));
   }
 
-  /** Tokens as they come (NDJSON); `final` is the whole answer once it has ended. */
+  /**
+   * Tokens as they come (NDJSON); `final` is the whole answer once it has ended, with
+   * `parsed` when a `responseFormat` was given.
+   */
   stream(options) {
-    const { body, signal } = nativeBody(
+    const { body, signal, responseFormat } = nativeBody(
       typeof options === "string" ? { prompt: options } : options, "model_id");
-    return this._client.openStream(`${V1}/chat/completion`, body, { signal });
+    return this._client.openStream(`${V1}/chat/completion`, body, {
+      signal, finish: (answer) => withParsed(answer, responseFormat) });
   }
 }
 

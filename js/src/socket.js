@@ -10,7 +10,7 @@ import {
   errorForCode,
   errorFromEnvelope,
 } from "./errors.js";
-import { nativeBody } from "./structured.js";
+import { nativeBody, withParsed } from "./structured.js";
 
 const IS_NODE = typeof globalThis.process?.versions?.node === "string"
   && typeof globalThis.window === "undefined";
@@ -171,7 +171,7 @@ class Inbox {
  * `tokens`, `switches`. Each chat has its own frame `id`, so chats on one socket run at once.
  */
 export class SocketChatStream {
-  constructor(socket, data, signal) {
+  constructor(socket, data, signal, responseFormat) {
     this.tokens = [];
     this.switches = [];
     this.toolCalls = []; // { id, name, arguments } as each tool call arrives
@@ -179,6 +179,7 @@ export class SocketChatStream {
     this._socket = socket;
     this._data = data;
     this._signal = signal;
+    this._responseFormat = responseFormat;
     this._inbox = new Inbox(() => this.close());
     this._finished = new Promise((resolve) => {
       this._finish = resolve;
@@ -228,8 +229,12 @@ export class SocketChatStream {
     if (name === "chat.stream") {
       if (data.is_final) {
         if (!reading) return true;
-        this.final = toCamel(data);
-        this._inbox.end();
+        try { // `parsed` for a responseFormat; an answer that is not its JSON raises
+          this.final = withParsed(toCamel(data), this._responseFormat);
+          this._inbox.end();
+        } catch (err) {
+          this._inbox.end(err);
+        }
         return true;
       }
       if (data.tool_call && reading) this.toolCalls.push(toCamel(data.tool_call));
@@ -337,14 +342,15 @@ export class BridgeSocket {
   }
 
   /**
-   * `chat.stream`: `{ prompt, modelId, parameters, conversationId, signal }` -> tokens.
+   * `chat.stream`: `{ prompt, modelId, parameters, conversationId, responseFormat, signal }`
+   * -> tokens; the final answer has `parsed` when a `responseFormat` was given.
    * Aborting `signal` (or leaving the loop) stops the iteration and sends `chat.cancel`, so
    * the service stops generating. Several chats may stream on one socket at once.
    */
   chatStream(options) {
-    const { body: data, signal } = nativeBody(
+    const { body: data, signal, responseFormat } = nativeBody(
       typeof options === "string" ? { prompt: options } : options, "model_id");
-    const chat = new SocketChatStream(this, data, signal);
+    const chat = new SocketChatStream(this, data, signal, responseFormat);
     const id = `chat-${(this._nextId += 1)}`;
     chat._id = id;
     chat._cancel = () => {

@@ -18,9 +18,11 @@ const NEVER = Symbol("never");
 export class ChatStream {
   /**
    * @param {(signal: AbortSignal) => Promise<Response>} open  sends the request
-   * @param {{baseUrl: string, signal?: AbortSignal, idleTimeout?: number}} options
+   * @param {{baseUrl: string, signal?: AbortSignal, idleTimeout?: number,
+   *   finish?: (answer: object) => object}} options  `finish` completes the final answer
+   *   (`parsed` for a responseFormat; it may throw, as the whole answer's would)
    */
-  constructor(open, { baseUrl, signal, idleTimeout } = {}) {
+  constructor(open, { baseUrl, signal, idleTimeout, finish } = {}) {
     this.tokens = [];
     this.switches = [];
     this.toolCalls = []; // { id, name, arguments } as each tool call arrives
@@ -28,6 +30,7 @@ export class ChatStream {
     this._baseUrl = baseUrl;
     this._signal = signal;
     this._idleTimeout = idleTimeout;
+    this._finish = finish ?? ((answer) => answer);
     this._controller = new AbortController();
     this._closed = false;
     this._stalled = false;
@@ -188,7 +191,7 @@ export class ChatStream {
       return undefined;
     }
     if (event.is_final) {
-      this.final = toCamel(event);
+      this.final = this._finish(toCamel(event));
       return { final: true };
     }
     if (event.token) {

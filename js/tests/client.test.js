@@ -293,6 +293,8 @@ describe("models", () => {
     assert.equal(loaded.modelId, DEFAULT_MODEL);
     assert.equal(typeof loaded.loadTime, "number");
     assert.ok(loaded.status);
+    const wide = await admin.models.load(DEFAULT_MODEL, { numCtx: 1024 });
+    assert.equal(wide.numCtx, 1024);
     const status = await admin.models.status(DEFAULT_MODEL);
     assert.equal(status.status, "ready");
     assert.equal(status.progress, 1);

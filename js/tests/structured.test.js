@@ -103,6 +103,17 @@ describe("the SDK's responseFormat and tools", () => {
         responseFormat: CITY, temperature: 0, maxTokens: 80 });
       assert.equal(typeof city.parsed.name, "string");
       assert.equal(typeof city.parsed.country, "string");
+      const stream = client.chat.stream({ prompt: "Describe Paris as JSON.",
+        responseFormat: CITY, temperature: 0, maxTokens: 80 });
+      const streamed = await stream.finalAnswer();
+      assert.deepEqual(streamed.parsed, JSON.parse(stream.text));
+      assert.deepEqual(Object.keys(streamed.parsed).sort(), ["country", "name"]);
+      const generated = await client.generate({ prompt: "Describe Paris as JSON.", stream: true,
+        responseFormat: CITY, temperature: 0, maxTokens: 80 }).finalAnswer();
+      assert.deepEqual(generated.parsed, JSON.parse(generated.response));
+      const cut = client.chat.stream({ prompt: "Describe Paris as JSON.", responseFormat: CITY,
+        temperature: 0, maxTokens: 3 });
+      await assert.rejects(cut.finalAnswer(), /cut by maxTokens/);
       const first = await client.generate({ prompt: "What is the weather in Paris?",
         tools: [WEATHER], toolChoice: "get_weather", temperature: 0, maxTokens: 100 });
       assert.equal(first.finishReason, "tool_calls");
@@ -116,7 +127,7 @@ describe("the SDK's responseFormat and tools", () => {
       assert.equal(second.toolCalls, undefined);
     });
 
-  test("the socket's chatStream takes tools: the call arrives, the final frame has it",
+  test("the socket's chatStream takes tools and responseFormat: the call arrives, the final frame has it and parsed",
     { timeout: 300_000 }, async (t) => {
       const socket = await client.socket();
       t.after(() => socket.close());
@@ -127,6 +138,10 @@ describe("the SDK's responseFormat and tools", () => {
       assert.deepEqual(stream.toolCalls, final.toolCalls);
       assert.equal(stream.toolCalls[0].name, "get_weather");
       assert.equal(typeof stream.toolCalls[0].arguments.city, "string");
+      const city = socket.chatStream({ prompt: "Describe Paris as JSON.", responseFormat: CITY,
+        temperature: 0, maxTokens: 80 });
+      const described = await city.finalAnswer();
+      assert.deepEqual(described.parsed, JSON.parse(city.text));
     });
 
   test("an unknown toolChoice is a ValidationError naming the field", async () => {
