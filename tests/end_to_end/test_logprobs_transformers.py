@@ -94,3 +94,15 @@ def test_openai_chat_logprobs_on_transformers(live_server: LiveServer,
         assert token.logprob <= tops[0] <= 0
     assert [(t.token, round(t.logprob, 3)) for t in streamed] == [
         (t.token, round(t.logprob, 3)) for t in content]
+
+
+def test_ollama_logprobs_on_transformers(live_server: LiveServer, http: httpx.Client) -> None:
+    import ollama
+
+    headers = {"Authorization": f"Bearer {api_key(http)}"}
+    with ollama.Client(host=f"{live_server.url}/ollama", headers=headers, timeout=600) as client:
+        answer = client.chat(model=DEFAULT_MODEL_ID, messages=ASK, logprobs=True,
+                             top_logprobs=2, options={"temperature": 0, "num_predict": 8})
+    entries = answer.logprobs or []
+    assert entries and "".join(e.token for e in entries) == answer.message.content
+    assert all(len(e.top_logprobs or []) == 2 and e.logprob <= 0 for e in entries)
