@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from bridge import errors, params
+from bridge.structured import schema_text
 from bridge.types import Message
 from local_api.generation.tools import ToolSet
 from local_api.openai import formats
@@ -127,6 +128,8 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
            "top_p": body.get("top_p"), "parallel_tool_calls": body.get("parallel_tool_calls")}
     fmt = (body.get("text") or {}).get("format")
     if fmt and fmt.get("type") == "json_schema":
+        if fmt.get("schema"):  # refused under this API's own name
+            schema_text(fmt["schema"], "text.format.schema")
         spec = {k: fmt[k] for k in ("name", "schema", "strict") if k in fmt}
         out["response_format"] = {"type": "json_schema", "json_schema": spec}
     elif fmt:
@@ -141,6 +144,8 @@ def tools_of(body: dict[str, Any]) -> ToolSet | None:
         if tool.get("type") != "function":
             raise _refuse(f"only function tools are supported, not {tool.get('type')!r}",
                           f"tools[{i}].type")  # fmt: skip
+        if tool.get("parameters") is not None:  # refused under this API's own name
+            schema_text(tool["parameters"], f"tools[{i}].parameters")
         tools.append({"type": "function", "function": {
             k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}})
     choice = body.get("tool_choice")

@@ -148,3 +148,18 @@ def test_a_failure_after_the_first_byte_is_an_error_event(oai: openai.OpenAI,
         for _event in oai.responses.create(model=M, input="hi", stream=True):
             pass
     assert "died" in failed.value.message
+
+
+def test_bad_schemas_are_named_as_responses_names_them(oai: openai.OpenAI,
+                                                      fake: LocalFake) -> None:  # fmt: skip
+    bad = {"type": "nope"}
+    with pytest.raises(openai.BadRequestError) as tool:
+        oai.responses.create(model=M, input="hi", tools=[  # type: ignore[list-item]
+            {"type": "function", "name": "get_weather", "parameters": bad}])
+    with pytest.raises(openai.BadRequestError) as fmt:
+        oai.responses.create(model=M, input="hi", text={"format": {  # type: ignore[typeddict-item]
+            "type": "json_schema", "name": "city", "schema": bad}})
+    assert tool.value.body["param"] == "tools[0].parameters"  # type: ignore[index]
+    assert fmt.value.body["param"] == "text.format.schema"  # type: ignore[index]
+    assert "response_format" not in fmt.value.body["message"]  # type: ignore[index]
+    assert not fake.history
