@@ -197,3 +197,11 @@ def test_a_bad_input_schema_is_named_as_anthropic_names_it(claude: anthropic.Ant
     message = refused.value.body["error"]["message"]  # type: ignore[index]
     assert message.startswith("tools[0].input_schema is not a valid JSON Schema"), message
     assert "function.parameters" not in message and not fake.history
+
+
+def test_a_missing_key_names_the_header_the_sdk_sends(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server.url) as http:
+        answer = http.post("/v1/messages", json={"model": M, "max_tokens": 5, "messages": HI})
+    assert answer.status_code == 401
+    assert answer.json()["error"]["type"] == "authentication_error"
+    assert "x-api-key" in answer.json()["error"]["message"], answer.text
