@@ -180,6 +180,8 @@ def tools_of(body: dict[str, Any]) -> ToolSet | None:
         wanted: Any = {"type": "function", "function": {"name": choice["name"]}}
     else:
         wanted = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    if kind == "any" and not tools:  # as the pipeline refuses "required" without tools
+        raise _refuse("tool_choice: 'any' needs tools")
     if not tools:
         return None
     return formats.tools_of({"tools": tools, "tool_choice": wanted,

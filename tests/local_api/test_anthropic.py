@@ -205,3 +205,12 @@ def test_a_missing_key_names_the_header_the_sdk_sends(live_server: LiveServer) -
     assert answer.status_code == 401
     assert answer.json()["error"]["type"] == "authentication_error"
     assert "x-api-key" in answer.json()["error"]["message"], answer.text
+
+
+def test_tool_choice_any_without_tools_is_refused(claude: anthropic.Anthropic,
+                                                  fake: LocalFake) -> None:  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model=M, max_tokens=5, messages=HI,  # type: ignore[arg-type]
+                               tool_choice={"type": "any"})
+    assert "tool_choice" in refused.value.body["error"]["message"]  # type: ignore[index]
+    assert not fake.history
