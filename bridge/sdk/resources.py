@@ -32,7 +32,8 @@ def parameters_of(parameters: dict[str, Any] | None, given: dict[str, Any]) -> d
     known = {"temperature", "top_p", "top_k", "max_tokens", "stop", "seed"}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise TypeError(f"unknown parameter(s) {', '.join(unknown)}; known: {sorted(known)}")
+        hint = "; the model is named by model_id=" if "model" in unknown else ""
+        raise TypeError(f"unknown parameter(s) {', '.join(unknown)}; known: {sorted(known)}{hint}")
     merged = {**(parameters or {}), **given}
     return {k: v for k, v in merged.items() if v is not None}
 

@@ -164,11 +164,15 @@ def quiet_identity() -> Identity | None:
         return None
 
 
+# both headers are read (the anthropic SDK and Claude Code send only x-api-key)
+_MISSING = "Authentication required: send 'Authorization: Bearer <token>' or 'x-api-key: <API key>'"
+
+
 def login_required(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_identity() is None:
-            raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'")
+            raise Unauthorized(_MISSING)
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -179,7 +183,7 @@ def admin_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         who = current_identity()
         if who is None:
-            raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'")
+            raise Unauthorized(_MISSING)
         if not who.is_admin:
             raise Forbidden("This action needs an admin account")
         return view(*args, **kwargs)

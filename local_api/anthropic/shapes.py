@@ -161,7 +161,11 @@ def messages_of(body: dict[str, Any]) -> tuple[Message, ...]:
 
 
 def tools_of(body: dict[str, Any]) -> ToolSet | None:
-    """Anthropic's ``tools`` and ``tool_choice`` as the pipeline's ToolSet (OpenAI's shape)."""
+    """Anthropic's ``tools`` and ``tool_choice`` as the pipeline's ToolSet (OpenAI's shape).
+    A bad ``input_schema`` is refused under its own name (``tools[i].input_schema``)."""
+    for i, tool in enumerate(body.get("tools") or []):
+        if tool.get("input_schema") is not None:
+            schema_text(tool["input_schema"], f"tools[{i}].input_schema")
     tools = [{"type": "function", "function": {
         "name": t["name"], "description": t.get("description"),
         "parameters": t.get("input_schema")}} for t in body.get("tools") or []]  # fmt: skip
@@ -176,6 +180,8 @@ def tools_of(body: dict[str, Any]) -> ToolSet | None:
         wanted: Any = {"type": "function", "function": {"name": choice["name"]}}
     else:
         wanted = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    if kind == "any" and not tools:  # as the pipeline refuses "required" without tools
+        raise _refuse("tool_choice: 'any' needs tools")
     if not tools:
         return None
     return formats.tools_of({"tools": tools, "tool_choice": wanted,

@@ -20,8 +20,9 @@ import json
 from typing import Any
 
 from bridge import errors, params
+from bridge.structured import schema_text
 from bridge.types import Message
-from local_api.generation.tools import ToolSet
+from local_api.generation.tools import NAME, ToolSet
 from local_api.openai import formats
 
 _ITEM = {"type": "object", "properties": {"type": {"type": "string"}}}
@@ -127,6 +128,11 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
            "top_p": body.get("top_p"), "parallel_tool_calls": body.get("parallel_tool_calls")}
     fmt = (body.get("text") or {}).get("format")
     if fmt and fmt.get("type") == "json_schema":
+        if not isinstance(fmt.get("name"), str) or not NAME.fullmatch(fmt["name"]):
+            raise _refuse("text.format.name must be 1-64 letters, digits, _ or -",
+                          "text.format.name")  # fmt: skip
+        if fmt.get("schema"):  # refused under this API's own name
+            schema_text(fmt["schema"], "text.format.schema")
         spec = {k: fmt[k] for k in ("name", "schema", "strict") if k in fmt}
         out["response_format"] = {"type": "json_schema", "json_schema": spec}
     elif fmt:
@@ -141,6 +147,11 @@ def tools_of(body: dict[str, Any]) -> ToolSet | None:
         if tool.get("type") != "function":
             raise _refuse(f"only function tools are supported, not {tool.get('type')!r}",
                           f"tools[{i}].type")  # fmt: skip
+        if not isinstance(tool.get("name"), str) or not NAME.fullmatch(tool["name"]):
+            raise _refuse(f"tools[{i}].name must be 1-64 letters, digits, _ or -",
+                          f"tools[{i}].name")  # fmt: skip
+        if tool.get("parameters") is not None:  # refused under this API's own name
+            schema_text(tool["parameters"], f"tools[{i}].parameters")
         tools.append({"type": "function", "function": {
             k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}})
     choice = body.get("tool_choice")

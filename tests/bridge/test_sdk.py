@@ -154,6 +154,8 @@ def test_errors_are_typed_by_their_code(app: Flask, sdk: Client, fake: LocalFake
         sdk.chat.completion(prompt="")
     with pytest.raises(TypeError, match="unknown parameter"):
         sdk.chat.completion(prompt="Hi", temprature=0)
+    with pytest.raises(TypeError, match="model_id="):  # OpenAI's name, as embeddings take it
+        sdk.chat.completion(prompt="Hi", model="smollm2-135m-instruct")
     fake.die_after = 2
     stream = sdk.chat.stream("Tell me a story")
     with pytest.raises(BackendUnavailable, match="died after 2 tokens"):

@@ -186,3 +186,31 @@ def test_x_api_key_is_an_api_key_everywhere(live_server: LiveServer, key: str) -
     assert me.status_code == 200 and me.json()["user"]["username"] == "alice", me.text
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "UNAUTHORIZED"
     assert both.status_code == 200  # Authorization wins, as before
+
+
+def test_a_bad_input_schema_is_named_as_anthropic_names_it(claude: anthropic.Anthropic,
+                                                           fake: LocalFake) -> None:  # fmt: skip
+    bad = {"name": "get_weather", "input_schema": {"type": "nope"}}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model=M, max_tokens=5, messages=HI,  # type: ignore[arg-type]
+                               tools=[bad])  # type: ignore[list-item]
+    message = refused.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith("tools[0].input_schema is not a valid JSON Schema"), message
+    assert "function.parameters" not in message and not fake.history
+
+
+def test_a_missing_key_names_the_header_the_sdk_sends(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server.url) as http:
+        answer = http.post("/v1/messages", json={"model": M, "max_tokens": 5, "messages": HI})
+    assert answer.status_code == 401
+    assert answer.json()["error"]["type"] == "authentication_error"
+    assert "x-api-key" in answer.json()["error"]["message"], answer.text
+
+
+def test_tool_choice_any_without_tools_is_refused(claude: anthropic.Anthropic,
+                                                  fake: LocalFake) -> None:  # fmt: skip
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model=M, max_tokens=5, messages=HI,  # type: ignore[arg-type]
+                               tool_choice={"type": "any"})
+    assert "tool_choice" in refused.value.body["error"]["message"]  # type: ignore[index]
+    assert not fake.history

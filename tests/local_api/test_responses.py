@@ -148,3 +148,24 @@ def test_a_failure_after_the_first_byte_is_an_error_event(oai: openai.OpenAI,
         for _event in oai.responses.create(model=M, input="hi", stream=True):
             pass
     assert "died" in failed.value.message
+
+
+def test_bad_schemas_are_named_as_responses_names_them(oai: openai.OpenAI, fake: LocalFake,
+                                                      live_server: LiveServer, key: str) -> None:
+    bad = {"type": "nope"}
+    with pytest.raises(openai.BadRequestError) as tool:
+        oai.responses.create(model=M, input="hi", tools=[  # type: ignore[list-item]
+            {"type": "function", "name": "get_weather", "parameters": bad}])
+    with pytest.raises(openai.BadRequestError) as fmt:
+        oai.responses.create(model=M, input="hi", text={"format": {  # type: ignore[typeddict-item]
+            "type": "json_schema", "name": "city", "schema": bad}})
+    assert tool.value.body["param"] == "tools[0].parameters"  # type: ignore[index]
+    assert fmt.value.body["param"] == "text.format.schema"  # type: ignore[index]
+    assert "response_format" not in fmt.value.body["message"]  # type: ignore[index]
+    with httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {key}"}) as h:
+        nameless = h.post("/v1/responses", json={"input": "hi", "tools": [{"type": "function"}]})
+        unnamed = h.post("/v1/responses", json={"input": "hi", "text": {"format": {
+            "type": "json_schema", "schema": {"type": "object"}}}})  # fmt: skip
+    assert nameless.json()["error"]["param"] == "tools[0].name", nameless.text
+    assert unnamed.json()["error"]["param"] == "text.format.name", unnamed.text
+    assert not fake.history
