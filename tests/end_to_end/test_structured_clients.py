@@ -102,8 +102,11 @@ def test_the_sdk_parses_a_model_and_runs_a_tool_loop(live_server: LiveServer, ke
         city = client.chat.completion("Describe Paris.", response_format=City, temperature=0,
                                       max_tokens=120).parsed  # fmt: skip
         assert isinstance(city, City) and city.name
+        # one call asked for: with parallel calls allowed the 135M model sometimes adds a
+        # second call and runs out of tokens (seen after other tests warmed the server's cache)
         first = client.generate("What is the weather in Paris?", tools=[weather],
-                                tool_choice="get_weather", temperature=0, max_tokens=100)
+                                tool_choice="get_weather", parallel_tool_calls=False,
+                                temperature=0, max_tokens=100)  # fmt: skip
         assert first.finish_reason == "tool_calls", first
         call = first.tool_calls[0]
         assert call.name == "get_weather" and isinstance(call.arguments["city"], str)
