@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, request
 
 from bridge import errors
 from bridge.streaming import encode_stream
@@ -29,6 +29,7 @@ from local_api.anthropic import shapes
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
+from local_api.generation.sse import sse_response
 from local_api.generation.tools import constrain
 from local_api.validation import json_body
 
@@ -156,7 +157,4 @@ def _stream(job: pipeline.Job) -> Response:
         finally:
             stream.close()  # also when the client left before the first event
 
-    response = Response(stream_with_context(lines()), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+    return sse_response(lines())

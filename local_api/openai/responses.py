@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Response, current_app, stream_with_context
+from flask import Blueprint, Response, current_app
 
 from bridge import errors
 from bridge.streaming import encode_stream
@@ -32,6 +32,7 @@ from bridge.types import Done, Event, Reasoning, Token, ToolCall
 from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
+from local_api.generation.sse import sse_response
 from local_api.openai import errors as openai_errors
 from local_api.openai import formats, responses_input, shapes
 from local_api.validation import json_body
@@ -229,7 +230,4 @@ def _stream(body: dict[str, Any], job: pipeline.Job) -> Response:
         finally:
             stream.close()  # also when the client left before the first event
 
-    response = Response(stream_with_context(lines()), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+    return sse_response(lines())

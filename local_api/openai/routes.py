@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from bridge import errors
@@ -23,6 +23,7 @@ from local_api.accounts.identity import current_identity, login_required
 from local_api.docs import spec
 from local_api.generation import pipeline
 from local_api.generation.compute import compute
+from local_api.generation.sse import sse_response
 from local_api.openai import choices, formats, logprobs, shapes
 from local_api.openai import embeddings as openai_embeddings
 from local_api.openai import errors as openai_errors
@@ -201,10 +202,7 @@ def _stream(jobs: list[pipeline.Job], *, chat: bool, include_usage: bool) -> Res
         finally:
             stream.close()  # also when the client left before the first chunk
 
-    response = Response(stream_with_context(lines()), mimetype="text/event-stream")
-    response.headers["Cache-Control"] = "no-cache"
-    response.headers["X-Accel-Buffering"] = "no"
-    return response
+    return sse_response(lines())
 
 
 @bp.post("/chat/completions")

@@ -11,6 +11,7 @@ from flask import Flask
 
 from bridge.config import DEFAULT_MODEL_ID
 from tests.support.app import LiveServer
+from tests.support.clients import openai_client
 
 pytestmark = pytest.mark.model
 ASK = [{"role": "user", "content": "Write one short sentence about the sea."}]
@@ -24,8 +25,7 @@ def app(llama_app: Flask) -> Flask:
 @pytest.fixture
 def client(live_server: LiveServer, bearer: dict[str, str]) -> Iterator[openai.OpenAI]:
     token = bearer["Authorization"].removeprefix("Bearer ")
-    with openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=token, max_retries=0,
-                       timeout=120) as session:  # fmt: skip
+    with openai_client(live_server.url, token, timeout=120) as session:
         yield session
 
 
